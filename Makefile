@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make serve` and `make test` (they set up .venv themselves).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= $(HOME)/.cache/m1-ascend/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup serve test test-all lint bench demo clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=23" "setuptools>=77" wheel
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/m1-ascend build-demo --output $(DEMO_DIR)
+
+serve: $(STAMP)
+	$(BIN)/m1-ascend serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check m1_ascend kernels tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

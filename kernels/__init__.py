@@ -1,0 +1,41 @@
+"""Baichuan-M1's special operators behind one backend interface (shipped as ``m1_ascend.kernels``).
+
+``get_backend("cpu")`` gives the pure-PyTorch reference; ``get_backend("npu")`` the Ascend
+backend, imported lazily so that nothing here imports ``torch_npu`` off device.
+"""
+
+from __future__ import annotations
+
+from .interface import KernelBackend, PagedAttentionMetadata
+from .reference import ReferenceBackend
+
+
+def npu_available() -> bool:
+    """True when ``torch_npu`` imports and reports at least one visible NPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch_npu") is None:
+        return False
+    try:
+        import torch
+        import torch_npu  # noqa: F401
+
+        return bool(torch.npu.is_available() and torch.npu.device_count() > 0)
+    except Exception:  # a broken CANN install must not break CPU use
+        return False
+
+
+def get_backend(device: str = "cpu") -> KernelBackend:
+    """Pick the backend for a device name: ``cpu``, ``npu`` or ``auto``."""
+    if device == "auto":
+        device = "npu" if npu_available() else "cpu"
+    if device == "cpu":
+        return ReferenceBackend()
+    if device == "npu":
+        from .npu import NpuBackend  # lazy: torch_npu exists only on Ascend hosts
+
+        return NpuBackend()
+    raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
+
+
+__all__ = ["KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available"]

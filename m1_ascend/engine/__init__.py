@@ -1,0 +1,1 @@
+"""Serving engine: scheduler, block manager, model runner and sampler over the paged KV cache."""
