@@ -186,3 +186,74 @@ def plan_memory(config: BaichuanM1Config, max_seq_len: int, block_size: int = 12
         plan.kv_budget_bytes = budget
         plan.max_concurrent_sequences = budget // (kv + conv)
     return plan
+
+
+# -- Pool sizing for the engine ---------------------------------------------------------------
+
+def global_block_bytes(config: BaichuanM1Config, block_size: int, dtype_bytes: int, conv_snapshots: bool) -> int:
+    """One global-pool block over all global layers, plus (with prefix caching) the conv snapshot kept with it."""
+    global_layers, _ = geometry_layers(config)
+    snapshot = conv_state_bytes_per_sequence(config, dtype_bytes) if conv_snapshots else 0
+    return sum(block_bytes(config, i, block_size, dtype_bytes) for i in global_layers) + snapshot
+
+
+def sliding_block_bytes(config: BaichuanM1Config, block_size: int, dtype_bytes: int) -> int:
+    _, sliding_layers = geometry_layers(config)
+    return sum(block_bytes(config, i, block_size, dtype_bytes) for i in sliding_layers)
+
+
+def prefill_workspace_blocks(max_num_seqs: int, max_num_batched_tokens: int, block_size: int) -> int:
+    """Sliding blocks a step's prefill chunks can hold beyond their sequences' windows.
+
+    A chunk's tokens are written before its queries attend, so the newest blocks of a chunk
+    are held until the step ends; the chunks of one step hold at most this many in total.
+    """
+    return blocks_for_tokens(max_num_batched_tokens, block_size) + max_num_seqs
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    global_blocks: int
+    sliding_blocks: int
+    num_slots: int
+
+
+def sliding_pool_cap(config: BaichuanM1Config, block_size: int, max_num_seqs: int, max_num_batched_tokens: int) -> int:
+    """Most sliding blocks the engine can ever hold at once: every sequence's window plus the prefill workspace."""
+    return (max_num_seqs * window_blocks(config.sliding_window, block_size)
+            + prefill_workspace_blocks(max_num_seqs, max_num_batched_tokens, block_size))
+
+
+def size_pools(config: BaichuanM1Config, kv_cache_bytes: int, block_size: int, dtype_bytes: int, max_num_seqs: int,
+               max_num_batched_tokens: int, max_model_len: int, conv_snapshots: bool) -> PoolSizes:
+    """Split a KV budget into the two pools and the conv-state slots (one per concurrent sequence).
+
+    A sequence never holds more sliding than global blocks, so the pools are kept equal until
+    the sliding pool reaches what all sequences' windows can use; the rest goes to global blocks.
+    """
+    g = global_block_bytes(config, block_size, dtype_bytes, conv_snapshots)
+    s = sliding_block_bytes(config, block_size, dtype_bytes)
+    budget = max(0, kv_cache_bytes - max_num_seqs * conv_state_bytes_per_sequence(config, dtype_bytes))
+    cap = sliding_pool_cap(config, block_size, max_num_seqs, max_num_batched_tokens)
+    if s == 0:  # no sliding layers: that pool is bookkeeping only
+        num_global = budget // g
+        num_sliding = num_global
+    elif g == 0:  # no global layers and no snapshots: that pool is bookkeeping only
+        num_sliding = min(budget // s, cap)
+        num_global = max_num_seqs * blocks_for_tokens(max_model_len, block_size)
+    else:
+        num_global = num_sliding = budget // (g + s)
+        if num_sliding > cap:
+            num_sliding = cap
+            num_global = (budget - cap * s) // g
+    return PoolSizes(global_blocks=num_global, sliding_blocks=num_sliding, num_slots=max_num_seqs)
+
+
+def kv_cache_demand(config: BaichuanM1Config, max_model_len: int, block_size: int, dtype_bytes: int, max_num_seqs: int,
+                    max_num_batched_tokens: int, conv_snapshots: bool) -> int:
+    """Bytes for ``max_num_seqs`` sequences of ``max_model_len`` tokens at once (the most the engine can use)."""
+    num_global = max_num_seqs * blocks_for_tokens(max_model_len, block_size)
+    num_sliding = min(num_global, sliding_pool_cap(config, block_size, max_num_seqs, max_num_batched_tokens))
+    return (num_global * global_block_bytes(config, block_size, dtype_bytes, conv_snapshots)
+            + num_sliding * sliding_block_bytes(config, block_size, dtype_bytes)
+            + max_num_seqs * conv_state_bytes_per_sequence(config, dtype_bytes))

@@ -1,0 +1,189 @@
+"""``LLMEngine``: requests in, one scheduler step at a time, outputs out (not thread-safe).
+
+Wires the parts together: the block manager sizes its pools from ``memory_plan``, the
+scheduler picks each step's tokens, the model runner computes them over the paged cache, the
+sampler chooses next tokens, and this module decides when a request ends.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..kernels import get_backend
+from ..modeling import BaichuanM1ForCausalLM
+from .block_manager import BlockManager
+from .detokenizer import IncrementalText
+from .errors import RequestRejected, StepFailed
+from .loader import load_model, load_tokenizer, resolve_device
+from .memory_plan import blocks_for_tokens, kv_cache_demand, size_pools, window_blocks
+from .model_runner import ModelRunner
+from .outputs import RequestOutput
+from .sampler import Sampler
+from .sampling_params import SamplingParams
+from .scheduler import Scheduler
+from .sequence import Sequence
+
+if TYPE_CHECKING:
+    from ..tokenizer import M1Tokenizer
+
+# Without an explicit kv_cache_memory a CPU engine takes at most this share of the host's RAM.
+CPU_KV_FRACTION = 0.25
+# ... and an accelerator this share of the device memory still free after loading the weights.
+DEVICE_KV_FRACTION = 0.85
+
+
+def default_kv_budget(device: torch.device) -> int:
+    if device.type == "cpu":
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_KV_FRACTION)
+    free, _ = getattr(torch, device.type).mem_get_info(device)
+    return int(free * DEVICE_KV_FRACTION)
+
+
+class LLMEngine:
+    """Continuous-batching engine over the paged KV cache; see the module docstring and docs/engine.md."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | BaichuanM1ForCausalLM | None = None,
+        device: str = "cpu",
+        dtype: str | torch.dtype | None = None,
+        max_num_seqs: int = 64,
+        max_num_batched_tokens: int = 2048,
+        block_size: int = 128,
+        kv_cache_memory: int | None = None,
+        enable_prefix_caching: bool = True,
+        tokenizer: M1Tokenizer | None = None,
+    ) -> None:
+        for name, value in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_num_batched_tokens),
+                            ("block_size", block_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.device_name = resolve_device(device)
+        backend = get_backend(self.device_name)
+        self.model, model_dir = load_model(model, self.device_name, dtype)
+        self.model.set_kernel_backend(backend)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
+        self.config = self.model.config
+        param = next(self.model.parameters())
+        dtype_bytes = param.element_size()
+
+        model_len = min(self.config.model_max_length, self.config.max_position_embeddings)
+        demand = kv_cache_demand(self.config, model_len, block_size, dtype_bytes, max_num_seqs,
+                                 max_num_batched_tokens, enable_prefix_caching)
+        budget = kv_cache_memory if kv_cache_memory is not None else min(demand, default_kv_budget(param.device))
+        pools = size_pools(self.config, budget, block_size, dtype_bytes, max_num_seqs, max_num_batched_tokens,
+                           model_len, enable_prefix_caching)
+        self.max_model_len = min(model_len, pools.global_blocks * block_size)
+        needed_sliding = min(window_blocks(self.config.sliding_window, block_size),
+                             blocks_for_tokens(self.max_model_len, block_size))
+        if pools.global_blocks < 1 or pools.sliding_blocks < needed_sliding:
+            raise ValueError(
+                f"kv_cache_memory={budget} B is too small: one sequence needs at least {needed_sliding} sliding-window "
+                f"blocks of {block_size} tokens, got {pools.sliding_blocks} (and {pools.global_blocks} global blocks)")
+        self.block_manager = BlockManager(pools.global_blocks, pools.sliding_blocks, pools.num_slots, block_size,
+                                          self.config.sliding_window, enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
+        self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching)
+        self.sampler = Sampler(param.device)
+        self.eos_token_ids = self._eos_ids()
+        self._requests: dict[str, Sequence] = {}
+        self._arrivals = 0
+
+    def _eos_ids(self) -> set[int]:
+        if self.tokenizer is not None:
+            return set(self.tokenizer.stop_token_ids)
+        eos = self.config.eos_token_id
+        return set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+
+    # -- requests ----------------------------------------------------------------------------
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """Queue a request; raises ``RequestRejected`` (nothing queued) when it can never run."""
+        if request_id in self._requests:
+            raise RequestRejected(f"request id {request_id!r} is already in use")
+        if not prompt_token_ids:
+            raise RequestRejected("the prompt is empty")
+        vocab = self.config.vocab_size
+        bad = [t for t in prompt_token_ids if not 0 <= t < vocab]
+        if bad:
+            raise RequestRejected(f"prompt token id {bad[0]} is outside the vocabulary [0, {vocab})")
+        if len(prompt_token_ids) >= self.max_model_len:
+            model_len = min(self.config.model_max_length, self.config.max_position_embeddings)
+            limit = "the model's context" if self.max_model_len == model_len else "the KV cache"
+            raise RequestRejected(
+                f"the prompt has {len(prompt_token_ids)} tokens but {limit} holds {self.max_model_len} tokens per "
+                f"sequence, including at least one generated token")
+        if params.stop and self.tokenizer is None:
+            raise RequestRejected("stop strings need a tokenizer; this model directory has none")
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        seq = Sequence(request_id=request_id, prompt_token_ids=[int(t) for t in prompt_token_ids], params=params,
+                       arrival=self._arrivals, text=IncrementalText(self.tokenizer, list(params.stop)),
+                       generator=generator)
+        self._arrivals += 1
+        self._requests[request_id] = seq
+        self.scheduler.add(seq)
+
+    def abort_request(self, request_id: str) -> None:
+        """End a request now and give back its blocks and slot; unknown or finished ids are ignored."""
+        seq = self._requests.pop(request_id, None)
+        if seq is not None:
+            self.scheduler.finish(seq, "abort")
+
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    def stats(self) -> dict[str, Any]:
+        return {"num_waiting": self.num_waiting(), "num_running": self.num_running(),
+                "num_preemptions": self.scheduler.num_preemptions, **self.block_manager.stats()}
+
+    # -- stepping ----------------------------------------------------------------------------
+    def step(self) -> list[RequestOutput]:
+        """One scheduler step: outputs of the requests that got a new token (finished ones included)."""
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        try:
+            sampled_seqs, logits = self.runner.execute(batch)
+            tokens = self.sampler(logits, sampled_seqs) if sampled_seqs else []
+        except Exception as exc:
+            # The conv state of these sequences may be half-updated: they cannot continue.
+            failed = []
+            for seq in batch.seqs:
+                self._finish(seq, "abort")
+                failed.append(seq.to_output())
+            raise StepFailed(f"model step failed ({type(exc).__name__}: {exc}); "
+                             f"{len(failed)} requests aborted", failed) from exc
+        for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+            before = seq.num_computed_tokens
+            seq.num_computed_tokens += n
+            self.block_manager.commit(seq, before)
+        outputs = []
+        for seq, token in zip(sampled_seqs, tokens, strict=True):
+            seq.token_ids.append(token)
+            reason = self._finish_reason(seq, token)
+            if reason is not None:
+                self._finish(seq, reason)
+            outputs.append(seq.to_output())
+        return outputs
+
+    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+        params = seq.params
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+            return "stop"
+        if seq.text.append(seq.output_token_ids):
+            return "stop"
+        if len(seq) - seq.num_prompt_tokens >= params.max_tokens or len(seq) >= self.max_model_len:
+            return "length"
+        return None
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        self._requests.pop(seq.request_id, None)
+        self.scheduler.finish(seq, reason)

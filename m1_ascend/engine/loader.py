@@ -1,0 +1,84 @@
+"""Turn the engine's user-facing arguments (model, device, dtype) into a ready model and tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..modeling import BaichuanM1ForCausalLM
+
+if TYPE_CHECKING:
+    from ..tokenizer import M1Tokenizer
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``npu`` where an NPU is visible, else ``cpu``."""
+    from ..kernels import npu_available
+
+    if device == "auto":
+        return "npu" if npu_available() else "cpu"
+    if device not in ("cpu", "npu"):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str, checkpoint_dtype: torch.dtype | None) -> torch.dtype:
+    """None: float32 on CPU (bf16 matmuls are slow there), the checkpoint's dtype (else bf16) on an NPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device == "cpu" and dtype is None:
+            return torch.float32
+        return checkpoint_dtype or torch.bfloat16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)} or 'auto'")
+    return DTYPES[dtype]
+
+
+def _checkpoint_dtype(directory: Path) -> torch.dtype | None:
+    from ..checkpoint import load_config
+
+    name = getattr(load_config(directory), "torch_dtype", None)
+    if isinstance(name, torch.dtype):
+        return name
+    return DTYPES.get(str(name)) if name else None
+
+
+def load_model(model: str | os.PathLike[str] | BaichuanM1ForCausalLM | None, device: str,
+               dtype: str | torch.dtype | None) -> tuple[BaichuanM1ForCausalLM, Path | None]:
+    """(model in eval mode on ``device``, its checkpoint directory or None for an in-memory model).
+
+    ``None`` means the demo checkpoint, built on first use.
+    """
+    if isinstance(model, BaichuanM1ForCausalLM):
+        target = resolve_dtype(dtype, device, next(model.parameters()).dtype)
+        return model.to(device=device, dtype=target).eval(), None
+    if model is None:
+        from ..demo import ensure_demo_checkpoint
+
+        model = ensure_demo_checkpoint()
+    from ..checkpoint import load_checkpoint
+
+    directory = Path(model)
+    target = resolve_dtype(dtype, device, _checkpoint_dtype(directory))
+    return load_checkpoint(directory, dtype=target, device=device), directory
+
+
+def load_tokenizer(directory: Path | None) -> M1Tokenizer | None:
+    """The checkpoint's tokenizer when it ships one; without it the engine works on token ids only."""
+    if directory is None:
+        return None
+    from ..tokenizer import TOKENIZER_FILE, M1Tokenizer
+
+    if not (directory / TOKENIZER_FILE).exists():
+        return None
+    return M1Tokenizer.from_pretrained(directory)
