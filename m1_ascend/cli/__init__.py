@@ -11,7 +11,11 @@ import importlib
 import sys
 
 COMMANDS = [
+    "build_demo",
     "generate",
+    "mindie_adapter",
+    "mindie_config",
+    "verify_weights",
 ]
 
 
