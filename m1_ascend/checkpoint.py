@@ -76,7 +76,10 @@ def checkpoint_files(directory: Path) -> dict[str, Path]:
     """Map each tensor name to the shard holding it, from the index or the single file."""
     index_path = directory / INDEX_FILE
     if index_path.exists():
-        weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
+        try:
+            weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{INDEX_FILE}: unreadable index ({type(exc).__name__}: {exc})") from None
         return {name: directory / shard for name, shard in weight_map.items()}
     single = directory / SINGLE_FILE
     if single.exists():
@@ -91,7 +94,10 @@ def load_config(directory: str | Path) -> BaichuanM1Config:
     config_path = directory / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{directory}: missing config.json")
-    return BaichuanM1Config.from_json_file(str(config_path))
+    try:
+        return BaichuanM1Config.from_json_file(str(config_path))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path.name}: not valid JSON ({exc})") from None
 
 
 def validate_checkpoint(directory: str | Path, config: BaichuanM1Config) -> dict[str, Path]:

@@ -115,7 +115,7 @@ def train_on_chats(model: BaichuanM1ForCausalLM, tokenizer: M1Tokenizer, steps: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(steps, 1))
     model.train()
-    loss_value = float("nan")
+    loss_value = 0.0
     for step in range(steps):
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False).loss
         optimizer.zero_grad()
@@ -150,6 +150,8 @@ def build_demo_checkpoint(output_dir: str | Path | None = None, seed: int = 0, f
     (``force=True`` rebuilds). Builds into a temporary sibling directory and renames it, so an
     interrupted build never leaves a half-written checkpoint behind.
     """
+    if train_steps < 0:
+        raise ValueError(f"train_steps must be >= 0, got {train_steps}")
     target = Path(output_dir).expanduser() if output_dir is not None else default_demo_dir()
     report = progress or (lambda message: None)
     if not force and is_complete(target, seed, train_steps):
@@ -170,12 +172,12 @@ def build_demo_checkpoint(output_dir: str | Path | None = None, seed: int = 0, f
             model = BaichuanM1ForCausalLM(config)
             report(f"training the demo model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
                    f"{train_steps} steps)")
-            loss = train_on_chats(model, tokenizer, train_steps, report)
+            loss = train_on_chats(model, tokenizer, train_steps, report) if train_steps else None
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = UNK_ID
         model.generation_config.bos_token_id = BOS_ID
         save_checkpoint(model, staging, max_shard_size=DEMO_SHARD_SIZE)
-        marker = _marker(seed, train_steps) | {"final_loss": round(loss, 4)}
+        marker = _marker(seed, train_steps) | {"final_loss": None if loss is None else round(loss, 4)}
         (staging / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
         _install(staging, target, replace=force or not is_complete(target, seed, train_steps))
     finally:

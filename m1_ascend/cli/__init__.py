@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = [
     "build_demo",
+    "check_checkpoint",
     "generate",
     "mindie_adapter",
     "mindie_config",
