@@ -1,0 +1,1 @@
+"""Stand-in for the ``mindie_llm`` package (tests only)."""
