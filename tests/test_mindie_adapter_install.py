@@ -4,6 +4,7 @@ installed copy, permissions, refusals, and an uninstall that touches nothing of 
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
 
@@ -145,3 +146,17 @@ def test_cli_install_status_uninstall(site: Path, capsys):
     assert main(["mindie-adapter", "uninstall", "--mindie-root", str(site)]) == 1
     target = site / "mindie_llm/runtime/models/baichuan_m1"
     assert capsys.readouterr().err.strip() == f"m1-ascend mindie-adapter: error: no m1-ascend install at {target}"
+
+
+def test_mindie_config_backend_torch_selects_the_adapter(tiny_model_dir: Path, tmp_path: Path):
+    from m1_ascend.mindie.generator import GenerationError, ServiceOptions, build_config
+
+    weights = shutil.copytree(tiny_model_dir, tmp_path / "weights")
+    config = json.loads((weights / "config.json").read_text())
+    (weights / "config.json").write_text(json.dumps({**config, "torch_dtype": config["dtype"]}))  # MindIE's spelling
+    generated = build_config(ServiceOptions(model_path=weights, npus=[0, 1], tensor_parallel=1, backend="torch"))
+    backend = generated.config.BackendConfig
+    [model] = backend.ModelDeployConfig.ModelConfig
+    assert (model.backendType, model.worldSize, backend.npuDeviceIds) == ("torch", 1, [[0], [1]])
+    with pytest.raises(GenerationError, match="runs one NPU per instance, not 2"):
+        build_config(ServiceOptions(model_path=weights, npus=[0, 1], tensor_parallel=2, backend="torch"))

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory-fraction", type=float, default=0.8,
                         help="share of each card MindIE may use, its NPU_MEMORY_FRACTION (default 0.8)")
     parser.add_argument("--model-name", help="served model name (default: the weight directory's name)")
-    parser.add_argument("--backend", default="atb", help="MindIE model backend (default atb)")
+    parser.add_argument("--backend", default="atb",
+                        help="MindIE model backend: atb, or torch with the model folder from "
+                             "`m1-ascend mindie-adapter install` (default atb)")
     parser.add_argument("--no-port-check", action="store_true",
                         help="do not test that the ports are free (when writing a config for another host)")
     parser.add_argument("--mindie-home", type=Path, metavar="DIR",

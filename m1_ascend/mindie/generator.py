@@ -19,7 +19,7 @@ from .check import BLOCK_SIZE, REQUIRED_CONFIG_MODE, HostAssumptions, baichuan_p
 from .checkpoint_info import GIB, CheckpointInfo, inspect_checkpoint
 from .schema import Backend, Log, MindIEConfig, Model, ModelDeploy, Schedule, Server, cross_field_problems
 
-BACKENDS = ("atb",)
+BACKENDS = ("atb", "torch")
 DEFAULT_MAX_SEQ_LEN = 8192
 DEFAULT_PREFILL_TOKENS = 8192
 DEFAULT_MAX_LINK_NUM = 300  # MindIE's recommended value
@@ -69,6 +69,12 @@ def model_entry(backend: str, name: str, weight_path: Path, world_size: int) -> 
     if backend == "atb":
         return Model(modelName=name, modelWeightPath=str(weight_path), worldSize=world_size,
                      cpuMemSize=0, npuMemSize=-1, backendType="atb", trustRemoteCode=False)
+    if backend == "torch":  # MindIE's torch runtime, running the model folder `m1-ascend mindie-adapter install` writes
+        if world_size != 1:
+            raise GenerationError(f"backend torch (m1-ascend's MindIE adapter) runs one NPU per instance, not {world_size}; "
+                                  "pass --tensor-parallel 1 for one instance per NPU")
+        return Model(modelName=name, modelWeightPath=str(weight_path), worldSize=1,
+                     cpuMemSize=0, npuMemSize=-1, backendType="torch", trustRemoteCode=False)
     raise GenerationError(f"unknown MindIE backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
