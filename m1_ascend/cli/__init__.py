@@ -13,6 +13,9 @@ import sys
 COMMANDS = [
     "build_demo",
     "check_checkpoint",
+    "export",
+    "export_hf_code",
+    "finetune",
     "generate",
     "mindie_adapter",
     "mindie_config",

@@ -1,0 +1,25 @@
+"""Which files travel with a model directory besides its weights (tokenizer, generation config, code)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WRITTEN_BY_SAVE = ("config.json", "model.safetensors.index.json")
+
+
+def copy_support_files(source: str | Path, target: str | Path) -> list[str]:
+    """Copy everything in ``source`` except weights and the files ``save_pretrained`` writes itself.
+
+    That keeps the tokenizer files, ``generation_config.json`` and any remote-code files with
+    the new weights, without having to know every tokenizer's file names.
+    """
+    source, target = Path(source), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix not in WEIGHT_SUFFIXES and path.name not in WRITTEN_BY_SAVE:
+            shutil.copy2(path, target / path.name)
+            copied.append(path.name)
+    return copied
