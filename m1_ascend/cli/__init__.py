@@ -17,6 +17,7 @@ COMMANDS = [
     "export_hf_code",
     "finetune",
     "generate",
+    "memory_plan",
     "mindie_adapter",
     "mindie_config",
     "verify_weights",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..kernels import get_backend
+from ..kernels import KernelBackend, get_backend
 from ..modeling import BaichuanM1ForCausalLM
 from .block_manager import BlockManager
 from .detokenizer import IncrementalText
@@ -56,13 +56,15 @@ class LLMEngine:
         kv_cache_memory: int | None = None,
         enable_prefix_caching: bool = True,
         tokenizer: M1Tokenizer | None = None,
+        backend: KernelBackend | None = None,
     ) -> None:
+        """``tokenizer`` overrides the checkpoint's; ``backend`` the device's kernel backend (emulators, tests)."""
         for name, value in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_num_batched_tokens),
                             ("block_size", block_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.device_name = resolve_device(device)
-        backend = get_backend(self.device_name)
+        backend = backend if backend is not None else get_backend(self.device_name)
         self.model, model_dir = load_model(model, self.device_name, dtype)
         self.model.set_kernel_backend(backend)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_dir)

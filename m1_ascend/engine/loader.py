@@ -47,10 +47,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str, checkpoint_dtype
 def _checkpoint_dtype(directory: Path) -> torch.dtype | None:
     from ..checkpoint import load_config
 
-    name = getattr(load_config(directory), "torch_dtype", None)
-    if isinstance(name, torch.dtype):
-        return name
-    return DTYPES.get(str(name)) if name else None
+    value = getattr(load_config(directory), "dtype", None)  # transformers turns "bfloat16" into torch.bfloat16
+    if isinstance(value, torch.dtype):
+        return value
+    return DTYPES.get(str(value)) if value else None
 
 
 def load_model(model: str | os.PathLike[str] | BaichuanM1ForCausalLM | None, device: str,
