@@ -157,7 +157,9 @@ class BlockManager:
         hashes = seq.block_hashes
         while len(hashes) < num_blocks:
             i = len(hashes)
-            hashes.append(block_hash(hashes[-1] if hashes else b"", seq.token_ids[i * bs:(i + 1) * bs]))
+            # The first block's parent is the adapter name: another adapter's K/V are never reused.
+            parent = hashes[-1] if hashes else (seq.adapter or "").encode()
+            hashes.append(block_hash(parent, seq.token_ids[i * bs:(i + 1) * bs]))
         return hashes[:num_blocks]
 
     def match_prefix(self, seq: Sequence) -> int | None:

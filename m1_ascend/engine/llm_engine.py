@@ -8,10 +8,12 @@ sampler chooses next tokens, and this module decides when a request ends.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..finetune.adapters import AdapterBank
 from ..kernels import KernelBackend, get_backend
 from ..modeling import BaichuanM1ForCausalLM
 from .block_manager import BlockManager
@@ -56,6 +58,7 @@ class LLMEngine:
         kv_cache_memory: int | None = None,
         enable_prefix_caching: bool = True,
         tokenizer: M1Tokenizer | None = None,
+        adapters: Mapping[str, str | os.PathLike[str]] | None = None,
         backend: KernelBackend | None = None,
     ) -> None:
         """``tokenizer`` overrides the checkpoint's; ``backend`` the device's kernel backend (emulators, tests)."""
@@ -88,7 +91,11 @@ class LLMEngine:
         self.block_manager = BlockManager(pools.global_blocks, pools.sliding_blocks, pools.num_slots, block_size,
                                           self.config.sliding_window, enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
-        self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching)
+        # LoRA adapters (name -> peft directory) served per request beside the shared base weights.
+        self.adapters = AdapterBank(self.model)
+        for name, path in (adapters or {}).items():
+            self.adapters.add(name, path)
+        self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching, self.adapters)
         self.sampler = Sampler(param.device)
         self.eos_token_ids = self._eos_ids()
         self._requests: dict[str, Sequence] = {}
@@ -101,8 +108,12 @@ class LLMEngine:
         return set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
 
     # -- requests ----------------------------------------------------------------------------
-    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> None:
-        """Queue a request; raises ``RequestRejected`` (nothing queued) when it can never run."""
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
+                    adapter: str | None = None) -> None:
+        """Queue a request; raises ``RequestRejected`` (nothing queued) when it can never run.
+
+        ``adapter`` names a LoRA adapter in ``self.adapters`` to serve it with (None: the base model).
+        """
         if request_id in self._requests:
             raise RequestRejected(f"request id {request_id!r} is already in use")
         if not prompt_token_ids:
@@ -119,10 +130,12 @@ class LLMEngine:
                 f"sequence, including at least one generated token")
         if params.stop and self.tokenizer is None:
             raise RequestRejected("stop strings need a tokenizer; this model directory has none")
+        if adapter is not None and adapter not in self.adapters:
+            raise RequestRejected(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters.names) or 'none'}")
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         seq = Sequence(request_id=request_id, prompt_token_ids=[int(t) for t in prompt_token_ids], params=params,
                        arrival=self._arrivals, text=IncrementalText(self.tokenizer, list(params.stop)),
-                       generator=generator)
+                       generator=generator, adapter=adapter)
         self._arrivals += 1
         self._requests[request_id] = seq
         self.scheduler.add(seq)

@@ -10,7 +10,9 @@ is the model's ``ForwardContext`` over these tensors.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +21,9 @@ from ..modeling import BaichuanM1ForCausalLM
 from .memory_plan import PoolSizes
 from .scheduler import ScheduledBatch
 from .sequence import Sequence
+
+if TYPE_CHECKING:
+    from ..finetune.adapters import AdapterBank
 
 
 @dataclass
@@ -76,8 +81,9 @@ def padded_table(tables: list[list[int | None]], device: torch.device) -> torch.
 
 class ModelRunner:
     def __init__(self, model: BaichuanM1ForCausalLM, backend: KernelBackend, pools: PoolSizes, block_size: int,
-                 enable_prefix_caching: bool) -> None:
+                 enable_prefix_caching: bool, adapters: AdapterBank | None = None) -> None:
         self.model = model
+        self.adapters = adapters
         self.backend = backend
         self.block_size = block_size
         config = model.config
@@ -162,7 +168,10 @@ class ModelRunner:
                 snapshot_blocks = global_meta.slot_mapping[closes_block] // self.block_size
         ctx = PagedContext(self.backend, positions, cu, torch.tensor([s.slot for s in seqs], device=dev),
                            self.layers, global_meta, sliding_meta, snapshot_tokens, snapshot_blocks)
-        hidden = self.model.model(torch.tensor(ids, dtype=torch.long, device=dev), ctx)
+        names = [seq.adapter for seq in seqs]
+        use_adapters = self.adapters is not None and any(names)
+        with self.adapters.activate(names, num_tokens) if use_adapters else nullcontext():
+            hidden = self.model.model(torch.tensor(ids, dtype=torch.long, device=dev), ctx)
         last = [i for i, (seq, n) in enumerate(zip(seqs, num_tokens, strict=True)) if seq.num_computed_tokens + n == len(seq)]
         if not last:
             return [], hidden.new_empty(0)

@@ -44,6 +44,7 @@ class Sequence:
     block_hashes: list[bytes] = field(default_factory=list)
     slot: int | None = None
     finish_reason: str | None = None
+    adapter: str | None = None  # LoRA adapter serving this request (finetune.adapters); None = base model
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt_token_ids)
