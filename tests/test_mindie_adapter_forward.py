@@ -2,9 +2,11 @@
 
 A small driver plays MindIE's part: it allocates the KV caches from the shape the adapter's config
 announces, binds them through MindIE's attention registry, lays out each step's flat batch (slots,
-block tables, sequence lengths, positions) and reads logits at ``lm_head_indices``. Greedy tokens
-must equal the reference model's, on prompts longer than the sliding window, through batched and
-chunked prefill, prefix-shared blocks and blocks moved to new ids mid-generation.
+block tables, sequence lengths, positions), publishes it in either of MindIE's forward-context
+shapes and reads logits at ``lm_head_indices``. Greedy tokens must equal the reference model's (in
+bf16, up to ties within rounding), on prompts longer than the sliding window, through batched and
+chunked prefill, prefix-shared blocks and blocks moved to new ids mid-generation, with the CPU
+reference backend and with the NPU backend on the torch_npu emulator.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class MindIEDriver:
     """Allocates, binds and feeds caches like MindIE's model runner (eager mode)."""
 
     def __init__(self, router, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                 block_size: int = BLOCK_SIZE, num_blocks: int = NUM_BLOCKS) -> None:
+                 block_size: int = BLOCK_SIZE, num_blocks: int = NUM_BLOCKS, runner: str = "exp") -> None:
         from mindie_llm.runtime.config.mindie_llm_config import MindIELLMConfig
         from mindie_llm.runtime.layers.attention import get_global_attn_dict
         from mindie_llm.runtime.utils.loader.default_model_loader import DefaultModelLoader
@@ -63,17 +65,11 @@ class MindIEDriver:
                           for _ in range(config.num_hidden_layers)]
         for i, layer in enumerate(get_global_attn_dict().values()):
             layer.key_cache, layer.value_cache = self.kv_caches[i]
-        self.block_size, self.device = block_size, device
+        self.block_size, self.device, self.runner = block_size, device, runner
         self.free = list(range(num_blocks))
 
     def step(self, work: list[tuple[Sequence, int]]) -> torch.Tensor:
         """Run ``n`` new tokens of each listed sequence; return the logits of each one's last token."""
-        from mindie_llm.runtime.model_runner.forward_context import (
-            AttentionMetadata,
-            ForwardContext,
-            set_forward_context,
-        )
-
         ids, positions, slots, lens, last = [], [], [], [], []
         size = self.block_size
         for seq, n in work:
@@ -89,17 +85,31 @@ class MindIEDriver:
         width = max(len(seq.blocks) for seq, _ in work)
         tables = [seq.blocks + [0] * (width - len(seq.blocks)) for seq, _ in work]
         device = self.device
-        set_forward_context(ForwardContext(
-            is_prefill=any(n > 1 for _, n in work),
-            lm_head_indices=torch.tensor(last, device=device),
-            attn_metadata=AttentionMetadata(
-                slot_mapping=torch.tensor(slots, dtype=torch.int32, device=device),
-                seq_lens=torch.tensor(lens, dtype=torch.int32, device=device),
-                block_tables=torch.tensor(tables, dtype=torch.int32, device=device), attn_mask=None, cos_table=None,
-                sin_table=None, seq_lens_list=lens),
-            num_actual_tokens=len(ids)))
+        batch = dict(slot_mapping=torch.tensor(slots, dtype=torch.int32, device=device),
+                     seq_lens=torch.tensor(lens, dtype=torch.int32, device=device),
+                     block_tables=torch.tensor(tables, dtype=torch.int32, device=device),
+                     attn_mask=None, seq_lens_list=lens)
+        self.set_forward_context(batch, torch.tensor(last, device=device), any(n > 1 for _, n in work))
         hidden = self.model(torch.tensor(ids, device=device), torch.tensor(positions, device=device))
         return self.model.compute_logits(hidden).float().cpu()
+
+    def set_forward_context(self, batch: dict, lm_head_indices: torch.Tensor, is_prefill: bool) -> None:
+        """What MindIE's runner publishes before calling the model: ModelRunnerExp's context, or the older one's."""
+        if self.runner == "exp":
+            from mindie_llm.runtime.model_runner import forward_context_exp as fc
+            from mindie_llm.runtime.model_runner.forward_metadata.attn_metadata import AttentionMetadata
+
+            fc.set_forward_context(fc.ForwardContext(
+                is_prefill=is_prefill, lm_head_indices=lm_head_indices, attn_metadata=AttentionMetadata(**batch),
+                num_actual_tokens=int(lm_head_indices[-1]) + 1))
+        else:
+            from mindie_llm.runtime.model_runner import forward_context as fc
+
+            metadata = fc.AttentionMetadata(**batch, cos_table=None, sin_table=None)
+            per_layer = {f"model.layers.{i}.self_attn": metadata for i in range(len(self.kv_caches))}
+            fc.set_forward_context(fc.ForwardContext(
+                attn_metadata=per_layer, lmhead_metadata=fc.LMHeadMetadata(lm_head_indices), mtp_metadata=None,
+                is_prefill=is_prefill, num_tokens_across_dp_cpu=torch.tensor([int(lm_head_indices[-1]) + 1])))
 
     def generate(self, work: list[tuple[Sequence, int]]) -> None:
         """One step; every sequence whose prompt is now complete gets its greedy next token."""
@@ -162,6 +172,12 @@ def driver(checkpoint, router_factory):
     return MindIEDriver(router_factory(checkpoint[0]))
 
 
+@pytest.fixture(params=["exp", "legacy"])
+def any_runner_driver(request, checkpoint, router_factory):
+    """Both forward-context shapes in MindIE's public code: ModelRunnerExp's and the older ModelRunner's."""
+    return MindIEDriver(router_factory(checkpoint[0]), runner=request.param)
+
+
 def prompts(vocab: int, lengths: list[int], seed: int = 1) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed)
     return [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in lengths]
@@ -180,8 +196,9 @@ def test_cache_shape_announced_to_mindie():
         geometry.check_cache(torch.empty(2, 128, 1024))
 
 
-def test_batched_prefill_then_decode_matches_reference(checkpoint, driver):
+def test_batched_prefill_then_decode_matches_reference(checkpoint, any_runner_driver):
     _, reference = checkpoint
+    driver = any_runner_driver
     window = reference.config.sliding_window
     seqs = [Sequence(p, len(p)) for p in prompts(reference.config.vocab_size, [3 * window - 3, 2 * window + 1])]
     driver.generate([(seq, len(seq.tokens)) for seq in seqs])
@@ -232,3 +249,21 @@ def test_npu_backend_through_mindie_inputs_matches_reference(npu_target, checkpo
     assert "paged_attention" not in backend.fallbacks  # MindIE's cache views went through fused FIA
     for seq in (long, short):
         assert_matches_reference(reference, seq, atol=0.04)
+
+
+def test_refuses_graph_capture_and_unloaded_weights(checkpoint, router_factory):
+    from mindie_llm.runtime.config.mindie_llm_config import MindIELLMConfig
+    from mindie_llm.runtime.model_runner.forward_context_exp import get_forward_context
+
+    router = router_factory(checkpoint[0])
+    driver = MindIEDriver(router)
+    [prompt] = prompts(router.config.vocab_size, [4])
+    seq = Sequence(prompt, 4)
+    driver.generate([(seq, 4)])
+    get_forward_context().capturing = True  # what MindIE's AclGraphBackend sets while capturing decode graphs
+    with pytest.raises(RuntimeError, match="cannot be captured into an ACL graph"):
+        driver.model(torch.tensor([seq.tokens[-1]]), torch.tensor([4]))
+    unloaded = router.model_cls(MindIELLMConfig(router.load_config.model_name_or_path, router.config, None,
+                                                router.generation_config))  # MindIE's loader never ran
+    with pytest.raises(RuntimeError, match=r"left \d+ tensors unloaded, e\.g\. lm_head\.weight"):
+        unloaded(torch.tensor([1]), torch.tensor([0]))

@@ -28,16 +28,17 @@ from . import ADAPTER_API, MODEL_TYPE
 SUPPORTED_RELEASES = ((3, 1),)  # MindIE-LLM major.minor whose torch runtime the adapter follows
 MANIFEST = ".m1_ascend_manifest.json"
 DIR_MODE, FILE_MODE = 0o750, 0o640
-# Files of MindIE-LLM the adapter imports from, with a symbol each must define.
-CONTRACT = {
-    "runtime/models/__init__.py": "def get_router_ins",
-    "runtime/models/base/router.py": "class BaseRouter",
-    "runtime/models/base/model.py": "class BaseModelForCausalLM",
-    "runtime/models/base/input_builder.py": "class InputBuilder",
-    "runtime/config/huggingface_config.py": "class BaseRopeScaling",
-    "runtime/layers/attention/attention_layer.py": "class Attention",
-    "runtime/model_runner/forward_context.py": "def get_forward_context",
-}
+# What the adapter uses of MindIE-LLM: a file (or one of alternative files) and a symbol it must define.
+CONTRACT = [
+    (("runtime/models/__init__.py",), "def get_router_ins"),
+    (("runtime/models/base/router.py",), "class BaseRouter"),
+    (("runtime/models/base/model.py",), "class BaseModelForCausalLM"),
+    (("runtime/models/base/input_builder.py",), "class InputBuilder"),
+    (("runtime/config/huggingface_config.py",), "class BaseRopeScaling"),
+    (("runtime/layers/attention/attention_layer.py",), "class Attention"),
+    (("runtime/model_runner/forward_context_exp.py", "runtime/model_runner/forward_context.py"),
+     "def get_forward_context"),
+]
 # Installed module -> (module of this package, class it re-exports).
 SHIMS = {
     f"router_{MODEL_TYPE}.py": ("router", "BaichuanM1Router"),
@@ -101,9 +102,13 @@ def locate_mindie(root: str | Path | None) -> MindIEInstall:
             raise InstallError(f"--mindie-root {root} is not a directory")
         package_dir = _find_package(root)
     version = _dist_info_version(package_dir) or _version_info(package_dir)
-    missing = [f"{rel} ({symbol})" for rel, symbol in CONTRACT.items()
-               if not (package_dir / rel).is_file() or symbol not in (package_dir / rel).read_text(errors="replace")]
+    missing = [f"{' or '.join(files)} ({symbol})" for files, symbol in CONTRACT
+               if not any(_defines(package_dir / rel, symbol) for rel in files)]
     return MindIEInstall(package_dir, version, missing)
+
+
+def _defines(path: Path, symbol: str) -> bool:
+    return path.is_file() and symbol in path.read_text(errors="replace")
 
 
 def _find_package(root: Path) -> Path:

@@ -17,12 +17,12 @@ capture would freeze, so a capture attempt raises instead of replaying wrong len
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from mindie_llm.runtime.layers.attention.attention_layer import Attention
-from mindie_llm.runtime.model_runner.forward_context import get_forward_context
 from mindie_llm.runtime.models.base.model import BaseModelForCausalLM
 from safetensors import safe_open
 
@@ -100,7 +100,7 @@ class BaichuanM1ForCausalLM(BaseModelForCausalLM):
         if self._awaiting_mindie:
             raise RuntimeError(f"MindIE's weight loader left {len(self._awaiting_mindie)} tensors unloaded, "
                                f"e.g. {min(self._awaiting_mindie)}")
-        forward_context = get_forward_context()
+        forward_context = _forward_context()
         if getattr(forward_context, "capturing", False):
             raise RuntimeError(GRAPH_CAPTURE_UNSUPPORTED)
         metadata = _attention_metadata(forward_context)
@@ -118,14 +118,24 @@ class BaichuanM1ForCausalLM(BaseModelForCausalLM):
         return self.model(input_ids, ctx)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        indices = _lm_head_indices(get_forward_context())
+        indices = _lm_head_indices(_forward_context())
         if indices is not None:
             hidden_states = hidden_states.index_select(0, indices.to(hidden_states.device, torch.long))
         return self.lm_head(hidden_states)
 
 
-# MindIE's public code has two ForwardContext shapes (model_runner/forward_context.py and
-# forward_context_exp.py); these read the fields the adapter needs from either.
+# MindIE's public code has two forward-context modules: model_runner/forward_context_exp.py, set by
+# the torch runtime's ModelRunnerExp (and read by its current models), and the older
+# model_runner/forward_context.py. These helpers read the fields the adapter needs from either.
+def _forward_context() -> Any:
+    for module in ("forward_context_exp", "forward_context"):
+        try:
+            return importlib.import_module(f"mindie_llm.runtime.model_runner.{module}").get_forward_context()
+        except (ModuleNotFoundError, RuntimeError):  # absent in this MindIE, or not the one its runner set
+            continue
+    raise RuntimeError("MindIE set no forward context before calling the Baichuan-M1 model")
+
+
 def _attention_metadata(forward_context: Any) -> Any:
     metadata = forward_context.attn_metadata
     if isinstance(metadata, dict):  # per-layer dict: every entry carries the same batch tensors

@@ -1,4 +1,4 @@
-"""Stand-in for ``mindie_llm.runtime.model_runner.forward_context`` (fields of forward_context_exp)."""
+"""Stand-in for the older ``mindie_llm.runtime.model_runner.forward_context`` (ModelRunner, not -Exp)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,25 @@ class AttentionMetadata:
     attn_mask: torch.Tensor | None
     cos_table: torch.Tensor | None
     sin_table: torch.Tensor | None
-    seq_lens_list: list[int] | None = None
-    max_seq_len: int = 0
+    seq_lens_list: list | None = None
+
+
+@dataclass
+class LMHeadMetadata:
+    lm_head_indices: torch.Tensor
 
 
 @dataclass
 class ForwardContext:
-    is_prefill: bool | None = None
-    lm_head_indices: torch.Tensor | None = None
-    attn_metadata: AttentionMetadata | None = None
-    attn_metadata_dict: dict[str, AttentionMetadata] | None = None
+    attn_metadata: dict[str, AttentionMetadata | torch.Tensor]
+    lmhead_metadata: LMHeadMetadata
+    mtp_metadata: object
+    is_prefill: bool
+    num_tokens_across_dp_cpu: torch.Tensor
     capturing: bool = False
+    num_tokens: int = 0
     num_actual_tokens: int = 0
+    seq_lens: torch.Tensor = None
 
 
 _forward_context: ForwardContext | None = None
