@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--chat needs --prompt text")
     if args.system and not args.chat:
         raise ValueError("--system only applies with --chat")
+    token_prompts = [parse_token_ids(t) for t in args.prompt_token_ids or []]  # fail before loading the model
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, stop=args.stop,
                             seed=args.seed, ignore_eos=args.ignore_eos)
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.prompt is not None:
         outputs = llm.generate(args.prompt, params)
     else:
-        outputs = llm.generate(prompt_token_ids=[parse_token_ids(t) for t in args.prompt_token_ids],
-                               sampling_params=params)
+        outputs = llm.generate(prompt_token_ids=token_prompts, sampling_params=params)
     for output in outputs:
         if args.json:
             print(json.dumps({"prompt_token_ids": output.prompt_token_ids, "token_ids": output.token_ids,

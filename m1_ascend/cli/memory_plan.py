@@ -15,7 +15,7 @@ def parse_size(text: str) -> int:
     """``64GiB``, ``64GB``, ``1.5TiB`` or plain bytes."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in UNITS:
-        raise ValueError(f"cannot read the size {text!r}; write e.g. 64GiB, 64GB or 68719476736")
+        raise argparse.ArgumentTypeError(f"cannot read the size {text!r}; write e.g. 64GiB, 64GB or 68719476736")
     return int(float(match.group(1)) * UNITS[match.group(2).lower()])
 
 

@@ -34,6 +34,7 @@ class Sampler:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
+    @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
         logits = apply_repetition_penalty(logits.float(), [s.token_ids for s in seqs],
                                           [s.params.repetition_penalty for s in seqs])

@@ -1,0 +1,75 @@
+"""Shared pieces of the engine tests: tiny models, the plain-model greedy reference, run-to-end helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from m1_ascend import BaichuanM1ForCausalLM, preset_config
+from m1_ascend.engine import SamplingParams
+from m1_ascend.engine.llm_engine import LLMEngine
+from m1_ascend.engine.memory_plan import conv_state_bytes_per_sequence, global_block_bytes, sliding_block_bytes
+from m1_ascend.engine.outputs import RequestOutput
+from m1_ascend.modeling import BaichuanM1Cache
+
+# The tiny preset has sliding_window=8; with 4-token blocks a sliding layer needs 3 blocks.
+BLOCK_SIZE = 4
+GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a shared CPU two threads can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> BaichuanM1ForCausalLM:
+    """The ``tiny`` preset with a larger init, so attention and the conv visibly shape the logits."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BaichuanM1ForCausalLM(preset_config("tiny", initializer_range=0.1, **overrides)).eval()
+
+
+def random_prompts(lengths: list[int], vocab: int = 320, seed: int = 1, prefix: list[int] | None = None) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(prefix or []) + torch.randint(3, vocab, (n,), generator=gen).tolist() for n in lengths]
+
+
+@torch.no_grad()
+def reference_greedy(model: BaichuanM1ForCausalLM, prompt: list[int], max_tokens: int) -> list[int]:
+    """One sequence, prefill then one token at a time, through the transformers-style cache."""
+    cache = BaichuanM1Cache()
+    logits = model(torch.tensor([prompt]), past_key_values=cache).logits[0, -1]
+    out: list[int] = []
+    for _ in range(max_tokens):
+        out.append(int(logits.argmax()))
+        logits = model(torch.tensor([[out[-1]]]), past_key_values=cache).logits[0, -1]
+    return out
+
+
+def run_to_end(engine: LLMEngine, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] = GREEDY,
+               prefix: str = "r") -> list[RequestOutput]:
+    """Submit all prompts at once and step until every one has finished; outputs in prompt order."""
+    params_list = params if isinstance(params, list) else [params] * len(prompts)
+    for i, (prompt, p) in enumerate(zip(prompts, params_list, strict=True)):
+        engine.add_request(f"{prefix}{i}", prompt, p)
+    done: dict[str, RequestOutput] = {}
+    while engine.has_unfinished_requests():
+        for output in engine.step():
+            if output.finished:
+                done[output.request_id] = output
+    return [done[f"{prefix}{i}"] for i in range(len(prompts))]
+
+
+def kv_bytes_for(model: BaichuanM1ForCausalLM, num_blocks: int, max_num_seqs: int, block_size: int = BLOCK_SIZE,
+                 prefix_caching: bool = True) -> int:
+    """A ``kv_cache_memory`` that gives both pools ``num_blocks`` blocks (used to force preemption)."""
+    config, dtype_bytes = model.config, next(model.parameters()).element_size()
+    per_block = (global_block_bytes(config, block_size, dtype_bytes, prefix_caching)
+                 + sliding_block_bytes(config, block_size, dtype_bytes))
+    return num_blocks * per_block + max_num_seqs * conv_state_bytes_per_sequence(config, dtype_bytes)
