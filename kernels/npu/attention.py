@@ -74,9 +74,10 @@ def plan_paged(meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
 class PlanCache:
     """Plans of the last few metadata objects: one host sync per step, not one per layer.
 
-    An entry is reused only for the same metadata object whose tensors are unchanged
-    (same storage and version counter), so an engine that refills metadata in place still
-    gets fresh plans.
+    An entry is reused only for the same metadata object whose tensors are unchanged (same
+    storage and version counter), so an engine that refills metadata in place still gets fresh
+    plans. Tensors made under ``torch.inference_mode`` have no version counter; for them the
+    check is identity and storage only (the engine builds fresh metadata every step).
     """
 
     def __init__(self, size: int = 4) -> None:
@@ -86,7 +87,7 @@ class PlanCache:
     @staticmethod
     def _stamp(meta: PagedAttentionMetadata) -> tuple:
         tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables)
-        return tuple((t.data_ptr(), t._version) for t in tensors) + (meta.block_size,)
+        return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (meta.block_size,)
 
     def get(self, meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
         stamp = self._stamp(meta)
