@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--https", action=argparse.BooleanOptionalAction, default=True,
                         help="TLS on the endpoints (default on)")
     parser.add_argument("--cert-dir", type=Path, metavar="DIR",
-                        help="the TLS material as it will sit in <MindIE dir>/security (ca/, certs/, keys/, pass/); "
-                             "checked before writing")
+                        help="the TLS material as it sits (or will sit) in <MindIE dir>/security (ca/, certs/, keys/, "
+                             "pass/): checked for the files the config names")
     parser.add_argument("--npu-memory-gib", type=float, default=64.0, help="memory of one NPU in GiB (default 64)")
     parser.add_argument("--memory-fraction", type=float, default=0.8,
                         help="share of each card MindIE may use, its NPU_MEMORY_FRACTION (default 0.8)")
@@ -93,7 +93,7 @@ def _check(args: argparse.Namespace) -> int:
     from ..mindie.host import visible_npus
 
     problems = check_config_file(args.check, args.mindie_home, visible_npus(),
-                                 HostAssumptions(args.npu_memory_gib, args.memory_fraction))
+                                 HostAssumptions(args.npu_memory_gib, args.memory_fraction), args.cert_dir)
     for problem in problems:
         print(problem)
     errors = sum(p.severity == "error" for p in problems)

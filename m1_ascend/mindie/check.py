@@ -25,7 +25,7 @@ BLOCK_SIZE = 128  # FIA's paged prefill needs a multiple of 128 and MindIE allow
 DEPLOY = "BackendConfig.ModelDeployConfig"
 SCHEDULE = "BackendConfig.ScheduleConfig"
 
-Resolver = Callable[[str], "Path | None"]
+Resolver = Callable[[str], Path | None]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,20 @@ def tls_problems(server: Server, resolve: Resolver | None) -> list[Problem]:
     return problems
 
 
+def tls_resolver(mindie_home: Path | None, cert_dir: Path | None) -> Resolver | None:
+    """Where a TLS path (relative to the MindIE install dir) is on this host; ``cert_dir`` stands for <home>/security."""
+    if mindie_home is None and cert_dir is None:
+        return None
+
+    def resolve(relative: str) -> Path | None:
+        parts = Path(relative).parts
+        if cert_dir is not None and parts[:1] == ("security",):
+            return cert_dir.absolute().joinpath(*parts[1:])
+        return mindie_home / relative if mindie_home is not None else None
+
+    return resolve
+
+
 def read_config_json(path: Path) -> tuple[Any, list[Problem]]:
     """Decoded JSON, or None with the reason (MindIE's size limits, syntax errors with line and column)."""
     if not path.is_file():
@@ -138,7 +152,7 @@ def install_dir_of(config_path: Path) -> Path | None:
 
 
 def check_config_file(path: str | Path, mindie_home: Path | None = None, npus: NpuListing | None = None,
-                      host: HostAssumptions = HostAssumptions()) -> list[Problem]:
+                      host: HostAssumptions = HostAssumptions(), cert_dir: Path | None = None) -> list[Problem]:
     """Every problem with a config file: schema, file mode, NPUs, TLS files, weights and memory."""
     path = Path(path)
     data, problems = read_config_json(path)
@@ -152,8 +166,7 @@ def check_config_file(path: str | Path, mindie_home: Path | None = None, npus: N
     if config is None:
         return problems
     problems += npu_problems(config, npus)
-    home = mindie_home or install_dir_of(path)
-    problems += tls_problems(config.ServerConfig, (lambda rel: home / rel) if home else None)
+    problems += tls_problems(config.ServerConfig, tls_resolver(mindie_home or install_dir_of(path), cert_dir))
     for index, model in enumerate(config.BackendConfig.ModelDeployConfig.ModelConfig):
         try:
             info = inspect_checkpoint(model.modelWeightPath)

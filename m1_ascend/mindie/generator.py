@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..atomic_write import write_text_atomic
 from ..engine.memory_plan import MemoryPlan, valid_tensor_parallel_sizes, window_blocks
-from .check import BLOCK_SIZE, REQUIRED_CONFIG_MODE, HostAssumptions, baichuan_problems, tls_problems
+from .check import BLOCK_SIZE, REQUIRED_CONFIG_MODE, HostAssumptions, baichuan_problems, tls_problems, tls_resolver
 from .checkpoint_info import GIB, CheckpointInfo, inspect_checkpoint
 from .schema import Backend, Log, MindIEConfig, Model, ModelDeploy, Schedule, Server, cross_field_problems
 
@@ -173,12 +173,7 @@ def _refuse_invalid(generated: GeneratedConfig) -> None:
     errors = [p for p in cross_field_problems(config) + baichuan_problems(config, 0, generated.info, host)
               if p.severity == "error"]
     if options.https and options.cert_dir is not None:
-        cert_dir = options.cert_dir.absolute()
-
-        def resolve(relative: str) -> Path | None:  # cert_dir stands for <MindIE install dir>/security
-            parts = Path(relative).parts
-            return cert_dir.joinpath(*parts[1:]) if parts[:1] == ("security",) else None
-
+        resolve = tls_resolver(None, options.cert_dir)
         errors += [p for p in tls_problems(config.ServerConfig, resolve) if p.severity == "error"]
     if errors:
         raise GenerationError("; ".join(str(p) for p in errors))
