@@ -17,10 +17,9 @@ def npu_available() -> bool:
     if importlib.util.find_spec("torch_npu") is None:
         return False
     try:
-        import torch
-        import torch_npu  # noqa: F401
+        import torch_npu
 
-        return bool(torch.npu.is_available() and torch.npu.device_count() > 0)
+        return bool(torch_npu.npu.is_available() and torch_npu.npu.device_count() > 0)
     except Exception:  # a broken CANN install must not break CPU use
         return False
 

@@ -118,7 +118,7 @@ class NpuBackend:
     def conv_kv(self, k: torch.Tensor, v: torch.Tensor, conv_k: torch.Tensor, conv_v: torch.Tensor,
                 state_k: torch.Tensor, state_v: torch.Tensor, cu_seqlens: torch.Tensor,
                 state_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.conv_kv_impl == "custom":
+        if self.conv_kv_impl == "custom" and k.dtype in support.CONV_KV_KERNEL_DTYPES:
             return torch.ops.m1_ascend.conv_kv(k, v, conv_k, conv_v, state_k, state_v, cu_seqlens, state_slots)
         if self.conv_kv_impl == "triton":
             from ..triton.conv_kv import conv_kv as triton_conv_kv

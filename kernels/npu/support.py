@@ -31,6 +31,9 @@ MASK_TEMPLATE_SIZE = 2048  # the "optimised" mask sparse modes 2/3/4 take
 FUSION_ATTENTION_MAX_HEAD_DIM = 768
 FUSION_ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
+# the ConvKv Ascend C operator (kernels/ascendc/conv_kv)
+CONV_KV_KERNEL_DTYPES = (torch.float16, torch.bfloat16)
+
 # RoPE, norm, SwiGLU
 FUSED_ROPE_HEAD_DIMS = (64, 128)  # npu_apply_rotary_pos_emb on A2/A3
 ROTARY_MUL_MAX_HEAD_DIM = 896  # npu_rotary_mul: D < 896 and even

@@ -13,6 +13,7 @@ import sys
 COMMANDS = [
     "build_demo",
     "check_checkpoint",
+    "doctor",
     "export",
     "export_hf_code",
     "finetune",
