@@ -21,6 +21,7 @@ COMMANDS = [
     "memory_plan",
     "mindie_adapter",
     "mindie_config",
+    "serve",
     "verify_weights",
 ]
 
