@@ -7,6 +7,7 @@ skipped where no NPU is visible). Both compare the NPU backend with the CPU refe
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -31,6 +32,11 @@ class NpuTarget:
 
     device: torch.device
     emulated: bool
+
+    @property
+    def torch_npu(self) -> ModuleType:
+        """The emulator or the real torch_npu, whichever this target runs on."""
+        return importlib.import_module("torch_npu")
 
     def backend(self, **options: object):
         from m1_ascend.kernels.npu import NpuBackend
