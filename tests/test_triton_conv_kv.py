@@ -1,8 +1,9 @@
 """The Triton conv-K/V kernel against the reference, run by Triton's CPU interpreter.
 
 ``TRITON_INTERPRET=1`` is set here, at collection, before the kernel module is imported (the
-interpreter is chosen when ``@triton.jit`` runs). For a native GPU run of the same tests set
-``M1_TRITON_DEVICE=cuda``:  ``M1_TRITON_DEVICE=cuda pytest -m triton_interpret tests/test_triton_conv_kv.py``.
+interpreter is chosen when ``@triton.jit`` runs). For a native run of the same tests set
+``M1_TRITON_DEVICE``: ``cuda`` on a GPU with upstream Triton, ``npu`` on a 910B with
+triton-ascend (``M1_TRITON_DEVICE=npu pytest -m triton_interpret tests/test_triton_conv_kv.py``).
 fp32/fp16 results must be bit-identical to the reference; bf16 within a couple of bf16 ulps of the
 tensor's scale, because the interpreter truncates fp32->bf16 casts where torch rounds to nearest
 even, and the two rounded products can cancel.
@@ -20,6 +21,8 @@ if not NATIVE_DEVICE:
     os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton", reason="triton is not installed (pip install -c constraints.txt triton numpy)")
 pytest.importorskip("numpy", reason="Triton's interpreter needs numpy")
+if NATIVE_DEVICE == "npu":
+    pytest.importorskip("torch_npu", reason="M1_TRITON_DEVICE=npu needs torch_npu and triton-ascend")
 
 from m1_ascend.kernels.reference import conv_kv as reference_conv_kv  # noqa: E402
 from m1_ascend.kernels.triton.conv_kv import conv_kv  # noqa: E402
