@@ -3,9 +3,11 @@ installed copy, permissions, refusals, and an uninstall that touches nothing of 
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,13 @@ def test_install_writes_shims_with_mindie_permissions(site: Path):
     manifest = json.loads((target / install.MANIFEST).read_text())
     assert set(manifest["files"]) == SHIM_FILES and manifest["mindie_version"] == "3.1.0"
     assert "from m1_ascend.mindie_adapter.router import BaichuanM1Router" in (target / "router_baichuan_m1.py").read_text()
+
+
+def test_shims_say_how_to_fix_a_python_without_m1_ascend(site: Path, monkeypatch):
+    install.install(install.locate_mindie(site))
+    monkeypatch.setitem(sys.modules, "m1_ascend.mindie_adapter", None)  # as if m1-ascend were not installed there
+    with mindie_importable(site), pytest.raises(ImportError, match="needs the m1-ascend package in MindIE's Python"):
+        importlib.import_module("mindie_llm.runtime.models.baichuan_m1.router_baichuan_m1")
 
 
 def test_mindie_discovers_the_installed_adapter(site: Path, tiny_model_dir: Path):

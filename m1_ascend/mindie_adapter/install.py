@@ -162,6 +162,8 @@ def shim_sources() -> dict[str, str]:
         "try:\n"
         "    from m1_ascend.mindie_adapter import ADAPTER_API\n"
         "except ModuleNotFoundError as exc:\n"
+        "    if (exc.name or \"\").partition(\".\")[0] != \"m1_ascend\":\n"
+        "        raise\n"
         "    raise ImportError(\"baichuan_m1 needs the m1-ascend package in MindIE's Python: \"\n"
         "                      \"pip install m1-ascend there, then run `m1-ascend mindie-adapter install`\") from exc\n"
         f"if ADAPTER_API != {ADAPTER_API}:\n"
