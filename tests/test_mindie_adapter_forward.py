@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 from mindie_standin.fixtures import make_mindie_tree, mindie_importable
-from npu_emulator.fixtures import npu_target  # noqa: F401  (a fixture)
 
 from m1_ascend.checkpoint import load_checkpoint, save_checkpoint
 from m1_ascend.config import preset_config
 from m1_ascend.mindie_adapter import install
 from m1_ascend.mindie_adapter.geometry import CacheGeometry
 from m1_ascend.modeling import BaichuanM1ForCausalLM
+
+pytest_plugins = ["npu_emulator.fixtures"]
 
 BLOCK_SIZE = 16
 NUM_BLOCKS = 24
@@ -233,7 +234,7 @@ def test_prefix_shared_block_matches_reference(checkpoint, driver):
     assert_matches_reference(reference, second)
 
 
-def test_npu_backend_through_mindie_inputs_matches_reference(npu_target, checkpoint, router_factory):  # noqa: F811
+def test_npu_backend_through_mindie_inputs_matches_reference(npu_target, checkpoint, router_factory):
     """bf16 through the NPU backend (fused FIA paths need 128-token blocks), checked against bf16 CPU reference."""
     directory, _ = checkpoint
     reference = load_checkpoint(directory, dtype=torch.bfloat16)
