@@ -40,6 +40,7 @@ class BlockPool:
         self.cached: dict[bytes, int] = {}
         # Blocks nobody references, least recently freed first; they may still hold cached contents.
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        self.peak_used = 0  # high-water mark, incl. blocks a prefill chunk holds only during its step
 
     @property
     def num_free(self) -> int:
@@ -56,11 +57,13 @@ class BlockPool:
             del self.cached[old]
             self.hashes[block] = None
         self.ref_counts[block] = 1
+        self.peak_used = max(self.peak_used, self.num_used)
         return block
 
     def share(self, block: int) -> None:
         if self.ref_counts[block] == 0:
             del self.free[block]
+            self.peak_used = max(self.peak_used, self.num_used)
         self.ref_counts[block] += 1
 
     def release(self, block: int) -> None:
@@ -202,8 +205,10 @@ class BlockManager:
             "kv_blocks_free": g.num_free + s.num_free,
             "kv_blocks_total": g.num_blocks + s.num_blocks,
             "global_blocks_used": g.num_used,
+            "global_blocks_peak": g.peak_used,
             "global_blocks_total": g.num_blocks,
             "sliding_blocks_used": s.num_used,
+            "sliding_blocks_peak": s.peak_used,
             "sliding_blocks_total": s.num_blocks,
             "conv_slots_used": self.num_slots - len(self.free_slots),
             "conv_slots_total": self.num_slots,

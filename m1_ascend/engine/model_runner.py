@@ -86,6 +86,7 @@ class ModelRunner:
         self.adapters = adapters
         self.backend = backend
         self.block_size = block_size
+        self.enable_prefix_caching = enable_prefix_caching
         config = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -116,6 +117,8 @@ class ModelRunner:
 
     def _init_slots(self, slot_inits: list[tuple[int, int | None]]) -> None:
         """Zero the conv state of fresh sequences; copy the snapshot for prefix-cache hits."""
+        if not slot_inits:
+            return
         fresh = [slot for slot, block in slot_inits if block is None]
         resumed = [(slot, block) for slot, block in slot_inits if block is not None]
         fresh_idx = torch.tensor(fresh, dtype=torch.long, device=self.device)
@@ -161,7 +164,7 @@ class ModelRunner:
         global_meta = self._metadata(seqs, num_tokens, cu, context_lens, token_seq, positions, sliding=False)
         sliding_meta = self._metadata(seqs, num_tokens, cu, context_lens, token_seq, positions, sliding=True)
         snapshot_tokens = snapshot_blocks = None
-        if self.layers and self.layers[0].snapshot_k is not None:
+        if self.enable_prefix_caching:
             closes_block = ((positions + 1) % self.block_size == 0).nonzero().squeeze(1)
             if closes_block.numel():
                 snapshot_tokens = closes_block
