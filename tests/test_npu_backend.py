@@ -190,7 +190,6 @@ def test_paged_attention_outside_documented_limits_falls_back(npu_target):
     assert "fp16/bf16" in fp32.fallbacks["paged_attention"]
 
 
-@pytest.mark.npu_emulated
 def test_plan_cache_reuses_host_lengths_until_the_metadata_changes():
     *_, meta = paged_case([(10, 5), (0, 7)], 4, 2, 64, window=None)
     plans = PlanCache()

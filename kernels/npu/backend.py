@@ -47,8 +47,9 @@ def choose_conv_kv(requested: str | None = None) -> tuple[str, Route]:
 
     if requested is not None and requested not in CONV_KV_IMPLS:
         raise ValueError(f"conv_kv implementation must be one of {', '.join(CONV_KV_IMPLS)}, got {requested!r}")
-    problem = custom_op.npu_kernel_problem() if requested in (None, "custom") else None
+    problem = None
     if requested in (None, "custom"):
+        problem = custom_op.npu_kernel_problem()
         if problem is None:
             return "custom", Route("conv_kv", f"torch.ops.{custom_op.QUALNAME.replace('::', '.')} (Ascend C)")
         if requested == "custom":
@@ -118,7 +119,7 @@ class NpuBackend:
     def conv_kv(self, k: torch.Tensor, v: torch.Tensor, conv_k: torch.Tensor, conv_v: torch.Tensor,
                 state_k: torch.Tensor, state_v: torch.Tensor, cu_seqlens: torch.Tensor,
                 state_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.conv_kv_impl == "custom" and k.dtype in support.CONV_KV_KERNEL_DTYPES:
+        if self.conv_kv_impl == "custom" and self._use(support.conv_kv_kernel_route(k.dtype)):
             return torch.ops.m1_ascend.conv_kv(k, v, conv_k, conv_v, state_k, state_v, cu_seqlens, state_slots)
         if self.conv_kv_impl == "triton":
             from ..triton.conv_kv import conv_kv as triton_conv_kv

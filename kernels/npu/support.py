@@ -135,6 +135,13 @@ def rms_norm_route(x_dtype: torch.dtype, weight_dtype: torch.dtype) -> Route:
     return Route("rms_norm", "npu_rms_norm")
 
 
+def conv_kv_kernel_route(dtype: torch.dtype) -> Route:
+    """The ConvKv Ascend C kernel is built for the model dtypes fp16/bf16."""
+    if dtype not in CONV_KV_KERNEL_DTYPES:
+        return _composed("conv_kv", f"the ConvKv Ascend C kernel takes fp16/bf16, got {dtype}")
+    return Route("conv_kv", "torch.ops.m1_ascend.conv_kv (Ascend C)")
+
+
 def silu_and_mul_route(dtype: torch.dtype) -> Route:
     if dtype not in SWIGLU_DTYPES:
         return _composed("silu_and_mul", f"npu_swiglu takes fp16/bf16/fp32, got {dtype}")
