@@ -93,6 +93,7 @@ def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> None:
         lr_ax.plot(*zip(*lrs, strict=True), color="tab:orange", alpha=0.6, label="learning rate")
         lr_ax.set_ylabel("learning rate")
     ax.set_title("m1-ascend finetune")
+    fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
