@@ -66,7 +66,7 @@ class ServerState:
         engine = AsyncEngine(loaded.engine, self.metrics, self.settings.max_num_seqs, self.settings.max_queue)
         engine.start()
         self.loaded, self.engine = loaded, engine
-        self.registry = ModelRegistry([loaded.served])
+        self.registry = ModelRegistry([loaded.served, *loaded.adapters])
         logger.info("ready: serving %r", loaded.served.id)
 
     def begin_shutdown(self) -> None:
@@ -181,7 +181,7 @@ async def _generate(request: Request, state: ServerState, body: Any, served: Ser
         record.prompt_text = state.loaded.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
     params = build_sampling_params(body, len(prompt_ids), served.max_model_len, prompt_param)
     stream = await admit(state.engine, state.metrics, settings.retry_after_seconds, request.state.request_id,
-                         prompt_ids, params, prompt_param)
+                         prompt_ids, params, prompt_param, served.adapter)
     include_text = state.audit is not None and state.audit.include_text
     if body.stream:
         return respond_streaming(stream, fmt, body.include_usage_in_stream, record, include_text)

@@ -122,7 +122,8 @@ class AsyncEngine:
     def num_in_flight(self) -> int:
         return len(self._streams)
 
-    async def submit(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> RequestStream:
+    async def submit(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
+                     adapter: str | None = None) -> RequestStream:
         """Admit a request; raises QueueFull, EngineUnavailable, or the engine's RequestRejected."""
         if not self.accepting:
             raise EngineUnavailable(self.failure or "the server is shutting down")
@@ -133,7 +134,7 @@ class AsyncEngine:
             if self.failure is not None:
                 raise EngineUnavailable(self.failure)
             self._streams[request_id] = stream
-            self.post("add", stream, list(prompt_token_ids), params, time.monotonic())
+            self.post("add", stream, list(prompt_token_ids), params, time.monotonic(), adapter)
         try:
             await stream._accepted
         except BaseException:
@@ -228,9 +229,9 @@ class AsyncEngine:
                 return True
 
     def _add(self, stream: RequestStream, prompt_token_ids: list[int], params: SamplingParams,
-             submitted_at: float) -> None:
+             submitted_at: float, adapter: str | None) -> None:
         try:
-            self.engine.add_request(stream.request_id, prompt_token_ids, params)
+            self.engine.add_request(stream.request_id, prompt_token_ids, params, adapter=adapter)
         except Exception as exc:  # RequestRejected and friends go back to the handler
             self._to_loop(self._settle, stream._accepted, exc)
             return

@@ -53,9 +53,10 @@ def build_sampling_params(body: GenerationRequest, prompt_len: int, max_model_le
 
 
 async def admit(engine: AsyncEngine, metrics: ServerMetrics, retry_after: int, request_id: str,
-                prompt_ids: list[int], params: SamplingParams, prompt_param: str) -> RequestStream:
+                prompt_ids: list[int], params: SamplingParams, prompt_param: str,
+                adapter: str | None = None) -> RequestStream:
     try:
-        return await engine.submit(request_id, prompt_ids, params)
+        return await engine.submit(request_id, prompt_ids, params, adapter)
     except QueueFull as exc:
         metrics.rejected.inc()
         raise ApiError(429, f"The server is at capacity ({exc}); retry after {retry_after} s.",

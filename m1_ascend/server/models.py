@@ -17,6 +17,7 @@ class ServedModel:
     id: str
     created: int
     max_model_len: int
+    adapter: str | None = None  # the engine's LoRA adapter for this id; None = the base model
 
 
 class ModelRegistry:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "M1_ASCEND_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -38,6 +38,8 @@ class ServerSettings(BaseModel):
     device: Literal["cpu", "npu", "auto"] = Field("auto", description="where the model runs")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, description="weight and KV dtype; "
                                                                                       "default: the engine's choice")
+    lora_adapters: dict[str, str] = Field({}, description="LoRA adapters served unmerged, each as its own model id: "
+                                                          "'name=DIR,name=DIR' (m1-ascend finetune outputs)")
     # Engine capacity.
     max_num_seqs: int = Field(64, ge=1, description="sequences decoded together in one step")
     max_num_batched_tokens: int = Field(2048, ge=1, description="tokens per engine step (prefill chunk budget)")
@@ -69,8 +71,22 @@ class ServerSettings(BaseModel):
     allow_weight_mismatch: bool = Field(False, description="start even when the weights differ from their SHA256SUMS "
                                                            "manifest (logged as a warning; only after review)")
 
+    @field_validator("lora_adapters", mode="before")
+    @classmethod
+    def _parse_adapters(cls, value: Any) -> Any:
+        """The flag and environment form ``name=DIR,name=DIR``; config files may give a mapping."""
+        if not isinstance(value, str):
+            return value
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep or not name.strip() or not path.strip() for name, sep, path in pairs):
+            raise ValueError(f"expected name=DIR[,name=DIR...], got {value!r}")
+        return {name.strip(): path.strip() for name, _, path in pairs}
+
     @model_validator(mode="after")
     def _consistent(self) -> ServerSettings:
+        for name, path in self.lora_adapters.items():
+            if not (Path(path).expanduser() / "adapter_config.json").is_file():
+                raise ValueError(f"lora_adapters: {name}={path} is not a LoRA adapter directory (no adapter_config.json)")
         if self.api_key is not None and self.api_keys_file is not None:
             raise ValueError("give either api_key or api_keys_file, not both")
         if self.api_key is not None and not self.api_key.get_secret_value().strip():

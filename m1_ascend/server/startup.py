@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class LoadedModel:
     engine: Any  # m1_ascend.engine.llm_engine.LLMEngine
     served: ServedModel
     directory: Path
+    adapters: list[ServedModel] = field(default_factory=list)  # one model id per LoRA adapter
 
 
 def resolve_model_dir(settings: ServerSettings) -> Path:
@@ -49,10 +50,14 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     engine = LLMEngine(model=str(directory), device=settings.device, dtype=settings.dtype,
                        max_num_seqs=settings.max_num_seqs, max_num_batched_tokens=settings.max_num_batched_tokens,
                        block_size=settings.block_size, kv_cache_memory=settings.kv_cache_memory,
-                       enable_prefix_caching=settings.enable_prefix_caching)
+                       enable_prefix_caching=settings.enable_prefix_caching, adapters=settings.lora_adapters)
     name = settings.served_model_name or (DEMO_MODEL_NAME if settings.model is None else directory.name)
+    if name in settings.lora_adapters:
+        raise ValueError(f"lora_adapters: adapter name {name!r} is the base model's id; rename the adapter")
     served = ServedModel(id=name, created=int(time.time()), max_model_len=engine.max_model_len)
+    adapters = [ServedModel(id=a, created=served.created, max_model_len=engine.max_model_len, adapter=a)
+                for a in settings.lora_adapters]
     stats = engine.stats()
     logger.info("model %r loaded from %s on %s in %.1f s: max_model_len %d, %d KV blocks", name, directory,
                 engine.device_name, time.perf_counter() - started, engine.max_model_len, stats["kv_blocks_total"])
-    return LoadedModel(engine=engine, served=served, directory=directory)
+    return LoadedModel(engine=engine, served=served, directory=directory, adapters=adapters)
