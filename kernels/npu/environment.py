@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def package_version(distribution: str) -> str | None:
         return None
 
 
-def cann_home(environ: os._Environ | dict[str, str] = os.environ) -> Path | None:
+def cann_home(environ: Mapping[str, str] = os.environ) -> Path | None:
     """The CANN toolkit root: ``ASCEND_HOME_PATH``/``ASCEND_TOOLKIT_HOME`` (set by set_env.sh) or the default."""
     for name in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"):
         if environ.get(name):
@@ -68,7 +69,7 @@ def probe_torch_npu() -> dict[str, Any]:
     return info
 
 
-def custom_op_vendor_dirs(environ: os._Environ | dict[str, str] = os.environ) -> list[str]:
+def custom_op_vendor_dirs(environ: Mapping[str, str] = os.environ) -> list[str]:
     """Installed ConvKv op packages: ``ASCEND_CUSTOM_OPP_PATH`` entries and ``$ASCEND_OPP_PATH/vendors/m1_ascend``."""
     entries = [p for p in environ.get("ASCEND_CUSTOM_OPP_PATH", "").split(":") if p]
     if environ.get("ASCEND_OPP_PATH"):
