@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from deploy_testing import mindie_ready_copy
 
 from m1_ascend.cli import main
 from m1_ascend.config import preset_config
@@ -36,12 +37,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The tiny checkpoint as MindIE reads it: config.json must say torch_dtype (transformers 5 writes 'dtype')."""
-    directory = tmp_path_factory.mktemp("mindie") / "Baichuan-M1-tiny"
-    shutil.copytree(tiny_model_dir, directory)
-    config = json.loads((directory / "config.json").read_text())
-    config["torch_dtype"] = "float32"
-    (directory / "config.json").write_text(json.dumps(config))
-    return directory
+    return mindie_ready_copy(tiny_model_dir, tmp_path_factory.mktemp("mindie") / "Baichuan-M1-tiny")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,77 @@
+"""Helpers for the deployment-kit tests: running the kit's scripts, a MindIE-ready checkpoint copy, an HTTP stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+M1_ASCEND = Path(sys.executable).with_name("m1-ascend")
+
+
+def run_script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a kit script with this venv's m1-ascend and python first on PATH."""
+    full_env = {**os.environ, "PATH": f"{M1_ASCEND.parent}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(script), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def mindie_ready_copy(source: Path, destination: Path) -> Path:
+    """A checkpoint copy whose config.json has torch_dtype (MindIE reads it; transformers 5 writes 'dtype')."""
+    shutil.copytree(source, destination)
+    config = json.loads((destination / "config.json").read_text())
+    config["torch_dtype"] = "float32"
+    (destination / "config.json").write_text(json.dumps(config))
+    return destination
+
+
+class Reply:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.body = status, body
+
+
+@contextmanager
+def http_service(routes: dict[tuple[str, str], Reply]) -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
+    """A loopback HTTP server answering ``(method, path)`` with fixed replies; yields (base url, requests seen)."""
+    seen: list[tuple[str, str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            seen.append((method, self.path, body))
+            reply = routes.get((method, self.path), Reply(404, {"error": "no route"}))
+            payload = json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer("POST")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
