@@ -10,13 +10,15 @@ Everything is seeded, so a build is reproducible on the same machine.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -57,7 +59,7 @@ def write_tokenizer_files(directory: str | Path, vocab_size: int, byte_fallback:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     first_role = min(DEFAULT_ROLE_TOKEN_IDS.values())
-    reserved = [f"<reserved_{i}>" for i in range(BOS_ID + EOS_ID, first_role)]
+    reserved = [f"<reserved_{i}>" for i in range(EOS_ID + 1, first_role)]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus_lines()), model_writer=model, model_type="bpe", vocab_size=vocab_size,
@@ -154,12 +156,37 @@ def build_demo_checkpoint(output_dir: str | Path | None = None, seed: int = 0, f
         raise ValueError(f"train_steps must be >= 0, got {train_steps}")
     target = Path(output_dir).expanduser() if output_dir is not None else default_demo_dir()
     report = progress or (lambda message: None)
-    if not force and is_complete(target, seed, train_steps):
+    if not force and is_complete(target, seed, train_steps):  # no lock needed: works on a read-only cache
         report(f"demo checkpoint already complete at {target}")
         return target
     if target.exists() and any(target.iterdir()) and not (target / DEMO_MARKER).exists():
         raise ValueError(f"{target} is not empty and holds no demo build; refusing to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target, report):
+        if not force and is_complete(target, seed, train_steps):  # a concurrent build just finished it
+            report(f"demo checkpoint already complete at {target}")
+            return target
+        _build(target, seed, train_steps, report)
+    return target
+
+
+@contextlib.contextmanager
+def _build_lock(target: Path, report: Progress) -> Iterator[None]:
+    """An exclusive lock beside ``target``, so two processes never train the same demo twice."""
+    with (target.parent / f".{target.name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(f"waiting for another process building {target}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(target: Path, seed: int, train_steps: int, report: Progress) -> None:
+    """Build into a temporary sibling directory, then swap it in (under the build lock)."""
     staging = target.parent / f".{target.name}.building-{uuid.uuid4().hex[:8]}"
     start = time.perf_counter()
     try:
@@ -179,22 +206,14 @@ def build_demo_checkpoint(output_dir: str | Path | None = None, seed: int = 0, f
         save_checkpoint(model, staging, max_shard_size=DEMO_SHARD_SIZE)
         marker = _marker(seed, train_steps) | {"final_loss": None if loss is None else round(loss, 4)}
         (staging / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
-        _install(staging, target, replace=force or not is_complete(target, seed, train_steps))
+        if target.exists():
+            retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            target.rename(retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report(f"demo checkpoint written to {target} in {time.perf_counter() - start:.1f} s")
-    return target
-
-
-def _install(staging: Path, target: Path, replace: bool) -> None:
-    """Move the finished build into place, keeping a complete one a concurrent build just installed."""
-    if target.exists():
-        if not replace:
-            return
-        retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(retired)
-        shutil.rmtree(retired, ignore_errors=True)
-    staging.rename(target)
 
 
 def ensure_demo_checkpoint() -> Path:
