@@ -87,3 +87,10 @@ def test_bad_key_files_are_refused_without_echoing_keys(tmp_path: Path, text: st
     with pytest.raises(KeyFileError) as err:
         ApiKeyStore.from_file(keys)
     assert message in str(err.value) and "k1" not in str(err.value)
+
+
+def test_docs_list_every_setting() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "server.md").read_text(encoding="utf-8")
+    for name in ServerSettings.model_fields:
+        flag, env = f"`--{name.replace('_', '-')}", f"`M1_ASCEND_{name.upper()}"
+        assert flag in docs and env in docs, f"docs/server.md does not document {name}"
