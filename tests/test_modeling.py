@@ -191,6 +191,21 @@ def test_generate_greedy_equals_manual_argmax(model: BaichuanM1ForCausalLM) -> N
 
 
 @torch.no_grad()
+def test_generate_on_a_left_padded_batch_equals_each_prompt_alone(model: BaichuanM1ForCausalLM) -> None:
+    prompts = [prompt(12, seed=1), prompt(5, seed=2)]
+    ids = torch.zeros(2, 12, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):
+        ids[row, 12 - len(p):] = p
+        mask[row, 12 - len(p):] = 1
+    batch = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False, eos_token_id=None,
+                           pad_token_id=0)
+    for row, p in enumerate(prompts):
+        alone = model.generate(p[None], max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0)
+        assert batch[row, 12:].tolist() == alone[0, len(p):].tolist()
+
+
+@torch.no_grad()
 def test_bfloat16_runs_close_to_float32() -> None:
     model = randomized_model()
     ids = prompt()
