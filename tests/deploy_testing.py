@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 M1_ASCEND = Path(sys.executable).with_name("m1-ascend")
@@ -75,3 +77,34 @@ def http_service(routes: dict[tuple[str, str], Reply]) -> Iterator[tuple[str, li
     finally:
         server.shutdown()
         server.server_close()
+
+
+def sparse_checkpoint(directory: Path, config: Any, shards: int = 8) -> Path:
+    """A full-size bf16 checkpoint of ``config`` whose tensor data are holes in sparse files.
+
+    The headers, the index and the file sizes are exactly what the real weights have, so the
+    loader's shape and size checks pass, while the disk holds a few kilobytes: the real 14B
+    geometry can be planned and configured without 28 GB of weights.
+    """
+    from m1_ascend.checkpoint import expected_shapes
+
+    directory.mkdir(parents=True)
+    names = list(expected_shapes(config).items())
+    weight_map: dict[str, str] = {}
+    for index in range(shards):
+        shard = f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
+        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        for name, shape in names[index::shards]:
+            size = 2 * int(np.prod(shape))
+            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+            weight_map[name] = shard
+            offset += size
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(directory / shard, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            f.truncate(8 + len(raw) + offset)
+    (directory / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (directory / "config.json").write_text(json.dumps({**config.to_dict(), "torch_dtype": "bfloat16"}))
+    return directory

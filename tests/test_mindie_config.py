@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from deploy_testing import mindie_ready_copy
+from deploy_testing import mindie_ready_copy, sparse_checkpoint
 
 from m1_ascend.cli import main
 from m1_ascend.config import preset_config
@@ -110,6 +110,23 @@ def test_14b_memory_plan_matches_the_architecture_contract() -> None:
     assert choose_layout(info, 8, None)[0] == 4 and choose_layout(info, 2, None) == (2, [])
     one_card = plan_memory(config, 32768, 128, 2, 64 * GIB, 0.2, 1, 24576)
     assert one_card.max_concurrent_sequences == 10  # spec anchor: "about 11 at 32k" before activations
+
+
+def test_real_14b_geometry_on_one_and_eight_cards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The full-size checkpoint layout (sparse files): what a 910 server with 64 GiB cards gets."""
+    weights = sparse_checkpoint(tmp_path / "Baichuan-M1-14B-Instruct", preset_config("baichuan-m1-14b"))
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
+    one, eight = tmp_path / "one.json", tmp_path / "eight.json"
+    assert generate(weights, one, "--npus", "0") == 0
+    assert generate(weights, eight, "--npus", "0,1,2,3,4,5,6,7") == 0
+    assert "weights 26.95 GiB" in capsys.readouterr().out
+    for path, devices, world, batch in ((one, [[0]], 1, 24), (eight, [[0, 1, 2, 3], [4, 5, 6, 7]], 4, 140)):
+        backend = json.loads(path.read_text())["BackendConfig"]
+        assert backend["npuDeviceIds"] == devices and backend["ModelDeployConfig"]["ModelConfig"][0]["worldSize"] == world
+        schedule = backend["ScheduleConfig"]
+        assert (schedule["maxBatchSize"], schedule["maxPrefillTokens"], schedule["cacheBlockSize"]) == (batch, 8192, 128)
+        assert check(path) == 0
 
 
 def test_sizing_table_shows_what_the_bounded_window_buys(capsys: pytest.CaptureFixture[str]) -> None:
