@@ -103,7 +103,8 @@ def compare(args: argparse.Namespace) -> int:
     if text == expected["text"]:
         print(f"PASS: greedy answer matches {args.expected}")
         return 0
-    at = next((i for i, (a, b) in enumerate(zip(text, expected["text"])) if a != b), min(len(text), len(expected["text"])))
+    at = next((i for i, (a, b) in enumerate(zip(text, expected["text"], strict=False)) if a != b),
+              min(len(text), len(expected["text"])))  # the first differing character, or where the shorter one ends
     print(f"FAIL: greedy answer differs from {args.expected} at character {at}\n"
           f"  expected: {expected['text']!r}\n  got:      {text!r}")
     return 1
