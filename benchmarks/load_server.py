@@ -113,7 +113,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
 
 
 async def run_load(base_url: str, api_key: str | None, model: str, concurrency: int, total: int,
-                   max_tokens: int, temperature: float, verify: bool = True) -> Report:
+                   max_tokens: int, temperature: float, verify: bool = True, ignore_eos: bool = False) -> Report:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url}/v1/chat/completions"
     counter = iter(range(total))
@@ -124,7 +124,7 @@ async def run_load(base_url: str, api_key: str | None, model: str, concurrency: 
         async def worker() -> None:
             for i in counter:
                 body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                        "max_tokens": max_tokens, "temperature": temperature, "seed": i,
+                        "max_tokens": max_tokens, "temperature": temperature, "seed": i, "ignore_eos": ignore_eos,
                         "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
                 results.append(await one_request(client, url, body))
 
@@ -205,13 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=64, help="total requests")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--ignore-eos", action="store_true", help="generate exactly --max-tokens (vLLM extension)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
 
     with (local_server(args.model_dir, args.max_num_seqs, args.max_queue) if args.url is None
           else remote_server(args.url, args.api_key, not args.insecure)) as (url, served):
         report = asyncio.run(run_load(url, args.api_key, args.model or served, args.concurrency, args.requests,
-                                      args.max_tokens, args.temperature, verify=not args.insecure))
+                                      args.max_tokens, args.temperature, verify=not args.insecure,
+                                      ignore_eos=args.ignore_eos))
     text = json.dumps(asdict(report), indent=2)
     print(text)
     if args.json:
