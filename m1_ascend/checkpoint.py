@@ -147,7 +147,7 @@ def load_checkpoint(
             module.inv_freq = torch.empty_like(module.inv_freq, device=device)
             module.reset()
     if dtype is not None:
-        model.config.torch_dtype = dtype
+        model.config.dtype = dtype
     return model.eval()
 
 
