@@ -152,5 +152,14 @@ def load_checkpoint(
 
 
 def save_checkpoint(model: BaichuanM1ForCausalLM, directory: str | Path, max_shard_size: str = "5GB") -> None:
-    """Write the official layout (sharded safetensors + index + config.json)."""
+    """Write the official layout (sharded safetensors + index + config.json).
+
+    transformers 5 records the dtype as ``dtype``; MindIE and transformers 4.x read
+    ``torch_dtype``, so both keys are written.
+    """
     model.save_pretrained(str(directory), max_shard_size=max_shard_size, safe_serialization=True)
+    config_path = Path(directory) / "config.json"
+    config = json.loads(config_path.read_text())
+    dtype = config.get("dtype") or config.get("torch_dtype") or str(next(model.parameters()).dtype).removeprefix("torch.")
+    config["torch_dtype"] = config["dtype"] = dtype
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

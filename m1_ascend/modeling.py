@@ -275,6 +275,9 @@ class BaichuanM1PreTrainedModel(PreTrainedModel):
 class BaichuanM1ForCausalLM(BaichuanM1PreTrainedModel, GenerationMixin):
     """The official class name and parameter names, without flash-attn or remote code."""
 
+    # forward averages the loss itself: trainers must divide by gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: BaichuanM1Config) -> None:
         super().__init__(config)
         self.model = BaichuanM1Model(config)

@@ -35,7 +35,10 @@ def test_layout_is_sharded_with_an_index(tiny_model_dir: Path) -> None:
     index = json.loads((tiny_model_dir / INDEX_FILE).read_text())
     assert len(shards(tiny_model_dir)) > 1
     assert set(index["weight_map"]) == set(expected_shapes(preset_config("tiny")))
-    assert json.loads((tiny_model_dir / "config.json").read_text())["model_type"] == "baichuan_m1"
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["model_type"] == "baichuan_m1"
+    # MindIE and transformers 4.x read torch_dtype; transformers 5 writes dtype.
+    assert config["torch_dtype"] == config["dtype"] == "float32"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -52,8 +52,6 @@ from .configuration_baichuan import BaichuanM1Config
 
 class BaichuanM1ForCausalLM(_M1ForCausalLM):
     config_class = BaichuanM1Config
-    # The loss is averaged inside forward: trainers must not expect num_items_in_batch handling.
-    accepts_loss_kwargs = False
 '''
 
 

@@ -42,13 +42,10 @@ class FinetuneResult:
 
 
 class M1Trainer(Trainer):
-    """Trainer with two fixes for this model: per-step loss normalisation and skip counts in the logs."""
+    """Trainer that reports how many optimizer updates were skipped in its logs."""
 
     def __init__(self, *args: Any, skipper: UpdateSkipper | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Our forward takes **kwargs but averages the loss itself: let the Trainer divide by the
-        # accumulation steps instead of assuming the model used num_items_in_batch.
-        self.model_accepts_loss_kwargs = False
         self.skipper = skipper
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
