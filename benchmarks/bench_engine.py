@@ -10,8 +10,10 @@ sliding-window, random weights, fp32 on CPU) in the same process, greedy, ignori
 - transformers, padded static batches: ``model.generate`` on the C prompts left-padded to one batch.
   For transformers, decode time is ``t(new_tokens) - t(1 token)``, so prefill is excluded too.
 
-Run ``python benchmarks/bench_engine.py`` (a few minutes on 2 cores) or ``--quick`` (about a minute).
-Prints the throughput table and the ratios, saves a PNG plot, and optionally the raw numbers as JSON.
+Every measurement is repeated (``--repeats``, engine and transformers alternating) and the best
+run is kept, which damps the noise of a shared machine. Run ``python benchmarks/bench_engine.py``
+(tens of minutes on 2 shared cores) or ``--quick`` (a few minutes). Prints the throughput table
+and the ratios, saves a PNG plot, and optionally the raw numbers as JSON.
 """
 
 from __future__ import annotations
@@ -138,29 +140,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short prompts and outputs (about a minute)")
     parser.add_argument("--prompt-len", type=int, help="mean prompt length (default 128, quick 32)")
     parser.add_argument("--new-tokens", type=int, help="tokens generated per request (default 64, quick 16)")
+    parser.add_argument("--repeats", type=int, help="runs per measurement, best kept (default 2, quick 1)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--plot", type=Path, default=Path("docs/bench_engine.png"), help="PNG output")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args()
     prompt_len = args.prompt_len or (32 if args.quick else 128)
     new_tokens = args.new_tokens or (16 if args.quick else 64)
+    repeats = args.repeats or (1 if args.quick else 2)
     torch.set_num_threads(args.threads)
     model = build_model()
     prompts = make_prompts(max(CONCURRENCY), prompt_len, model.config.vocab_size)
-    print(f"bench preset, fp32, {args.threads} threads; prompts ~{prompt_len} tokens, {new_tokens} new tokens each")
+    print(f"bench preset, fp32, {args.threads} threads; prompts ~{prompt_len} tokens, {new_tokens} new tokens each, "
+          f"best of {repeats}")
 
     engine_decode(model, prompts[:2], 4)  # warm-up both paths
     hf_generate_seconds(model, prompts[:1], 4)
-    singles = [hf_decode(model, [p], new_tokens) for p in prompts[:2]]
-    hf_single = sum(s for s, _ in singles) / len(singles)
+    singles = [hf_decode(model, prompts[:1], new_tokens) for _ in range(repeats)]
+    hf_single = max(s for s, _ in singles)
     results: dict = {"concurrency": CONCURRENCY, "threads": args.threads, "prompt_len": prompt_len,
-                     "new_tokens": new_tokens, "hf_single_tok_s": hf_single, "engine_tok_s": [], "hf_static_tok_s": []}
+                     "new_tokens": new_tokens, "repeats": repeats, "hf_single_tok_s": hf_single, "engine_tok_s": [],
+                     "hf_static_tok_s": []}
     print(f"\n{'concurrent':>10} {'engine tok/s':>13} {'HF static tok/s':>16} {'HF 1-at-a-time':>15} "
           f"{'engine/HF single':>17} {'engine/HF static':>17}")
     same_tokens = True
     for c in CONCURRENCY:
-        engine_tps, engine_ids = engine_decode(model, prompts[:c], new_tokens)
-        static_tps, static_ids = hf_decode(model, prompts[:c], new_tokens)
+        runs = [(engine_decode(model, prompts[:c], new_tokens), hf_decode(model, prompts[:c], new_tokens))
+                for _ in range(repeats)]
+        engine_tps, engine_ids = max(e for e, _ in runs)
+        static_tps, static_ids = max(h for _, h in runs)
         same_tokens &= engine_ids == singles[0][1] == static_ids
         results["engine_tok_s"].append(engine_tps)
         results["hf_static_tok_s"].append(static_tps)

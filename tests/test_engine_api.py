@@ -12,7 +12,7 @@ from m1_ascend import LLM, SamplingParams
 from m1_ascend.cli import main
 from m1_ascend.config import preset_config
 from m1_ascend.engine.errors import RequestRejected
-from m1_ascend.engine.memory_plan import analytic_kv_bytes
+from m1_ascend.engine.memory_plan import analytic_kv_bytes, blocks_for_tokens, sliding_pool_cap
 
 pytest_plugins = ["npu_emulator.fixtures"]
 
@@ -46,6 +46,14 @@ def test_chat_uses_the_chat_template(llm):
     assert [o.token_ids for o in both][0] == single[0].token_ids and len(both) == 2
     with pytest.raises(ValueError):
         llm.chat([{"role": "doctor", "content": "hi"}])
+
+
+def test_default_pools_fit_every_sequence_and_only_the_windows(llm):
+    stats, config = llm.engine.stats(), llm.engine.config
+    assert llm.engine.max_model_len == config.max_position_embeddings == 512
+    assert stats["global_blocks_total"] == 4 * blocks_for_tokens(512, 4)  # max_num_seqs full-length sequences
+    assert stats["sliding_blocks_total"] == sliding_pool_cap(config, 4, max_num_seqs=4, max_num_batched_tokens=32)
+    assert stats["conv_slots_total"] == 4
 
 
 def test_requests_that_can_never_fit_are_rejected(llm):
