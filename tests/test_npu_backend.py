@@ -14,8 +14,9 @@ import math
 import pytest
 import torch
 from m1_ascend.kernels import PagedAttentionMetadata, reference
-from m1_ascend.kernels.npu.attention import PlanCache
+from m1_ascend.kernels.npu.attention import plan_paged
 from m1_ascend.kernels.npu.support import COMPOSED
+from m1_ascend.kernels.plan_cache import PlanCache
 
 pytest_plugins = ["npu_emulator.fixtures"]
 
@@ -192,7 +193,7 @@ def test_paged_attention_outside_documented_limits_falls_back(npu_target):
 
 def test_plan_cache_reuses_host_lengths_until_the_metadata_changes():
     *_, meta = paged_case([(10, 5), (0, 7)], 4, 2, 64, window=None)
-    plans = PlanCache()
+    plans = PlanCache(plan_paged)
     first = plans.get(meta, 100)
     assert plans.get(meta, 100) is first
     assert plans.get(meta, None) is not first

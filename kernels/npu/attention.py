@@ -71,35 +71,6 @@ def plan_paged(meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
                      torch.where(valid, starts + offsets, starts), valid)
 
 
-class PlanCache:
-    """Plans of the last few metadata objects: one host sync per step, not one per layer.
-
-    An entry is reused only for the same metadata object whose tensors are unchanged (same
-    storage and version counter), so an engine that refills metadata in place still gets fresh
-    plans. Tensors made under ``torch.inference_mode`` have no version counter; for them the
-    check is identity and storage only (the engine builds fresh metadata every step).
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._entries: list[tuple[PagedAttentionMetadata, tuple, dict[int | None, PagedPlan]]] = []
-
-    @staticmethod
-    def _stamp(meta: PagedAttentionMetadata) -> tuple:
-        tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables)
-        return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (meta.block_size,)
-
-    def get(self, meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
-        stamp = self._stamp(meta)
-        plans = next((cached for held, held_stamp, cached in self._entries if held is meta and held_stamp == stamp), None)
-        if plans is None:
-            plans = {}
-            self._entries = [(meta, stamp, plans), *self._entries][: self.size]
-        if window not in plans:
-            plans[window] = plan_paged(meta, window)
-        return plans[window]
-
-
 def _template(device: torch.device) -> torch.Tensor:
     """The 2048x2048 mask sparse modes 3/4 take: True (masked) strictly above the diagonal."""
     ones = torch.ones(MASK_TEMPLATE_SIZE, MASK_TEMPLATE_SIZE, dtype=torch.bool, device=device)

@@ -21,8 +21,9 @@ import torch
 
 from .. import reference
 from ..interface import PagedAttentionMetadata
+from ..plan_cache import PlanCache
 from . import support
-from .attention import PlanCache, fia_paged_attention, fusion_dense_attention, write_paged_cache
+from .attention import fia_paged_attention, fusion_dense_attention, plan_paged, write_paged_cache
 from .support import Route
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class NpuBackend:
         self.conv_kv_impl, self.conv_kv_route = choose_conv_kv(conv_kv_impl)
         self.fallbacks: dict[str, str] = {}
         self._use(self.conv_kv_route)
-        self._plans = PlanCache()
+        self._plans = PlanCache(plan_paged)
 
     def _use(self, route: Route) -> bool:
         """True when the fused kernel applies; remembers (and logs once) each composed fallback."""

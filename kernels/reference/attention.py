@@ -6,9 +6,12 @@ key ``s`` is visible to query ``t`` iff ``pos_t - W < pos_s <= pos_t`` (inclusiv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..interface import PagedAttentionMetadata
+from ..plan_cache import PlanCache
 
 
 def visibility_mask(
@@ -65,6 +68,43 @@ def write_paged_cache(
     flat_v[slot_mapping] = v.reshape(v.shape[0], -1).to(value_cache.dtype)
 
 
+@dataclass
+class GatherPlan:
+    """Which cache slots each sequence's visible keys occupy, and the matching mask."""
+
+    slots: torch.Tensor  # int64 [S, max_k]
+    q_index: torch.Tensor  # int64 [S, max_q] rows of the flat query batch (padding repeats a row)
+    q_valid: torch.Tensor  # bool [S, max_q]
+    mask: torch.Tensor  # bool [S, max_q, max_k]
+
+
+def plan_gather(meta: PagedAttentionMetadata, window: int | None) -> GatherPlan:
+    device = meta.cu_seqlens_q.device
+    cu = meta.cu_seqlens_q.long()
+    q_lens = cu[1:] - cu[:-1]
+    ctx = meta.context_lens.long()
+    first_q_pos = ctx - q_lens
+    # Only the keys some query can see are gathered: for a window, [first_q - W + 1, ctx).
+    k_start = (first_q_pos - window + 1).clamp(min=0) if window is not None else torch.zeros_like(ctx)
+    max_k = int((ctx - k_start).max())
+    max_q = int(q_lens.max())
+
+    k_pos = k_start[:, None] + torch.arange(max_k, device=device)[None, :]
+    k_valid = k_pos < ctx[:, None]
+    k_pos_safe = torch.where(k_valid, k_pos, k_start[:, None])
+    blocks = torch.gather(meta.block_tables.long(), 1, k_pos_safe // meta.block_size)
+    slots = blocks * meta.block_size + k_pos_safe % meta.block_size
+
+    q_offsets = torch.arange(max_q, device=device)[None, :]
+    q_valid = q_offsets < q_lens[:, None]
+    q_index = torch.where(q_valid, cu[:-1, None] + q_offsets, cu[:-1, None])
+    mask = visibility_mask(first_q_pos[:, None] + q_offsets, k_pos, k_valid, window)
+    return GatherPlan(slots, q_index, q_valid, mask)
+
+
+_plans: PlanCache[GatherPlan] = PlanCache(plan_gather)
+
+
 def paged_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -76,30 +116,9 @@ def paged_attention(
     scale: float,
 ) -> torch.Tensor:
     write_paged_cache(k, v, key_cache, value_cache, meta.slot_mapping)
-    device = q.device
+    plan = _plans.get(meta, window)
     n_kv, head_dim = k.shape[1], k.shape[2]
-    cu = meta.cu_seqlens_q.long()
-    q_lens = cu[1:] - cu[:-1]
-    ctx = meta.context_lens.long()
-    first_q_pos = ctx - q_lens
-    # Only the keys some query can see are gathered: for a window, [first_q - W + 1, ctx).
-    k_start = (first_q_pos - window + 1).clamp(min=0) if window is not None else torch.zeros_like(ctx)
-    k_lens = ctx - k_start
-    max_k = int(k_lens.max())
-    max_q = int(q_lens.max())
-
-    k_pos = k_start[:, None] + torch.arange(max_k, device=device)[None, :]
-    k_valid = k_pos < ctx[:, None]
-    k_pos_safe = torch.where(k_valid, k_pos, k_start[:, None])
-    blocks = torch.gather(meta.block_tables.long(), 1, k_pos_safe // meta.block_size)
-    slots = blocks * meta.block_size + k_pos_safe % meta.block_size
-    keys = key_cache.view(-1, n_kv, head_dim)[slots]
-    values = value_cache.view(-1, n_kv, head_dim)[slots]
-
-    q_offsets = torch.arange(max_q, device=device)[None, :]
-    q_valid = q_offsets < q_lens[:, None]
-    q_index = torch.where(q_valid, cu[:-1, None] + q_offsets, cu[:-1, None])
-    q_pos = first_q_pos[:, None] + q_offsets
-    mask = visibility_mask(q_pos, k_pos, k_valid, window)
-    out = masked_attention(q[q_index], keys, values, mask, scale)
-    return out[q_valid]
+    keys = key_cache.view(-1, n_kv, head_dim)[plan.slots]
+    values = value_cache.view(-1, n_kv, head_dim)[plan.slots]
+    out = masked_attention(q[plan.q_index], keys, values, plan.mask, scale)
+    return out[plan.q_valid]
