@@ -29,6 +29,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check m1_ascend kernels tests benchmarks
 
