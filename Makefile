@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= $(HOME)/.cache/m1-ascend/demo
 PYTEST_ARGS ?=
 
 .PHONY: setup serve test test-all lint bench demo clean
@@ -17,10 +16,11 @@ $(STAMP): setup.py requirements.txt constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The demo checkpoint goes to $$M1_ASCEND_DEMO_DIR or ~/.cache/m1-ascend/demo (skipped when complete).
 demo: $(STAMP)
-	$(BIN)/m1-ascend build-demo --output $(DEMO_DIR)
+	$(BIN)/m1-ascend build-demo
 
-serve: $(STAMP)
+serve: demo
 	$(BIN)/m1-ascend serve
 
 test: $(STAMP)
