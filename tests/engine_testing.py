@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import torch
 
 from m1_ascend import BaichuanM1ForCausalLM, preset_config
@@ -17,15 +14,6 @@ from m1_ascend.modeling import BaichuanM1Cache
 # The tiny preset has sliding_window=8; with 4-token blocks a sliding layer needs 3 blocks.
 BLOCK_SIZE = 4
 GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; on a shared CPU two threads can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model(seed: int = 0, **overrides: object) -> BaichuanM1ForCausalLM:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,12 +65,3 @@ def random_adapter(base_dir: Path, output_dir: Path, seed: int, rank: int = 4, a
                     param.normal_(0.0, 0.2)
     peft_model.save_pretrained(str(output_dir))
     return output_dir
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread() -> Iterator[None]:
-    """Tiny matmuls run many times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

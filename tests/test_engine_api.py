@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from engine_testing import reference_greedy, single_thread  # noqa: F401  (autouse fixture)
+from engine_testing import reference_greedy
 
 from m1_ascend import LLM, SamplingParams
 from m1_ascend.cli import main

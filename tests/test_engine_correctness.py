@@ -7,14 +7,13 @@ the sliding-window pool really drops blocks while these run.
 from __future__ import annotations
 
 import pytest
-from engine_testing import (  # noqa: F401  (single_thread is an autouse fixture)
+from engine_testing import (
     BLOCK_SIZE,
     GREEDY,
     kv_bytes_for,
     random_prompts,
     reference_greedy,
     run_to_end,
-    single_thread,
     tiny_model,
 )
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
-from engine_testing import kv_bytes_for, single_thread  # noqa: F401  (autouse fixture)
+from engine_testing import kv_bytes_for
 from m1_ascend.kernels import ReferenceBackend
 
 from m1_ascend import BaichuanM1ForCausalLM, preset_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_testing import BLOCK_SIZE, random_prompts, run_to_end, single_thread, tiny_model  # noqa: F401
+from engine_testing import BLOCK_SIZE, random_prompts, run_to_end, tiny_model
 
 from m1_ascend.engine import SamplingParams
 from m1_ascend.engine.detokenizer import IncrementalText

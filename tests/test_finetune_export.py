@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_testing import one_cpu_thread, random_adapter  # noqa: F401
+from finetune_testing import random_adapter
 
 from m1_ascend.checkpoint import load_checkpoint, save_checkpoint
 from m1_ascend.cli import main

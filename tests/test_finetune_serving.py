@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 import torch
-from finetune_testing import one_cpu_thread, random_adapter  # noqa: F401
+from finetune_testing import random_adapter
 from server_testing import running_server
 
 from m1_ascend.checkpoint import load_checkpoint, save_checkpoint

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_testing import TINY_RECIPE, one_cpu_thread, tiny_recipe_overrides, write_medical_qa  # noqa: F401
+from finetune_testing import TINY_RECIPE, tiny_recipe_overrides, write_medical_qa
 from transformers import TrainerCallback
 
 from m1_ascend.cli import main
