@@ -29,6 +29,7 @@ from .config import preset_config
 from .demo_corpus import DEFAULT_SYSTEM_PROMPT, QA_PAIRS, corpus_lines
 from .modeling import BaichuanM1ForCausalLM
 from .tokenizer import DEFAULT_CHAT_TEMPLATE, DEFAULT_ROLE_TOKEN_IDS, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, M1Tokenizer
+from .weights import write_manifest
 
 DEMO_ENV = "M1_ASCEND_DEMO_DIR"
 # Bump when the build recipe changes, so existing demo directories are rebuilt.
@@ -206,6 +207,8 @@ def _build(target: Path, seed: int, train_steps: int, report: Progress) -> None:
         save_checkpoint(model, staging, max_shard_size=DEMO_SHARD_SIZE)
         marker = _marker(seed, train_steps) | {"final_loss": None if loss is None else round(loss, 4)}
         (staging / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
+        # The server verifies weights at start-up; the demo ships its manifest like a real install.
+        write_manifest(staging, progress=False)
         if target.exists():
             retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             target.rename(retired)

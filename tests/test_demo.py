@@ -18,6 +18,7 @@ from m1_ascend.cli import main
 from m1_ascend.config import preset_config
 from m1_ascend.demo import DEMO_MARKER, build_demo_checkpoint, default_demo_dir, ensure_demo_checkpoint
 from m1_ascend.tokenizer import DEFAULT_CHAT_TEMPLATE, DEFAULT_ROLE_TOKEN_IDS, M1Tokenizer
+from m1_ascend.weights import verify_weights
 
 STEPS = 1
 QUESTION = [{"role": "user", "content": "What is hypertension?"}]
@@ -46,6 +47,8 @@ def test_official_layout(demo_dir: Path) -> None:
     assert tokenizer.role_token_ids == DEFAULT_ROLE_TOKEN_IDS
     assert json.loads((demo_dir / "tokenizer_config.json").read_text())["chat_template"] == DEFAULT_CHAT_TEMPLATE
     assert json.loads((demo_dir / "generation_config.json").read_text())["eos_token_id"] == tokenizer.eos_token_id
+    manifest = verify_weights(demo_dir, progress=False)  # the server checks it at start-up
+    assert manifest.manifest_found and manifest.intact and manifest.files_checked == len(names) - 1
 
 
 def test_loads_through_auto_model_and_own_loader(demo_dir: Path) -> None:
