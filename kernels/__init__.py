@@ -24,17 +24,23 @@ def npu_available() -> bool:
         return False
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``npu`` where an NPU is visible, else ``cpu``; anything else is refused."""
+    if device == "auto":
+        return "npu" if npu_available() else "cpu"
+    if device not in ("cpu", "npu"):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
+    return device
+
+
 def get_backend(device: str = "cpu") -> KernelBackend:
     """Pick the backend for a device name: ``cpu``, ``npu`` or ``auto``."""
-    if device == "auto":
-        device = "npu" if npu_available() else "cpu"
-    if device == "cpu":
+    if resolve_device(device) == "cpu":
         return ReferenceBackend()
-    if device == "npu":
-        from .npu import NpuBackend  # lazy: torch_npu exists only on Ascend hosts
+    from .npu import NpuBackend  # lazy: torch_npu exists only on Ascend hosts
 
-        return NpuBackend()
-    raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
+    return NpuBackend()
 
 
-__all__ = ["KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available"]
+__all__ = ["KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available",
+           "resolve_device"]

@@ -6,9 +6,10 @@ import argparse
 import json
 import re
 
+from ..engine.loader import DTYPES
+
 UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-DTYPE_BYTES = {"bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "float32": 4, "fp32": 4}
 
 
 def parse_size(text: str) -> int:
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seq-len", type=int, help="tokens per sequence, prompt + output (default: the "
                                                         "model's maximum)")
     parser.add_argument("--block-size", type=int, default=128, help="KV cache block size in tokens (default 128)")
-    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPE_BYTES), help="cache dtype (default bf16)")
+    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES), help="cache dtype (default bf16)")
     parser.add_argument("--device-memory", type=parse_size, metavar="SIZE", help="memory of one card, e.g. 64GiB")
     parser.add_argument("--tp", type=int, default=1, metavar="N", help="tensor-parallel cards (default 1)")
     parser.add_argument("--prefill-tokens", type=int, default=2048, metavar="N",
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     seq_len = args.max_seq_len or config.max_position_embeddings
     if seq_len < 1 or args.block_size < 1:
         raise ValueError("--max-seq-len and --block-size must be positive")
-    plan = plan_memory(config, seq_len, block_size=args.block_size, dtype_bytes=DTYPE_BYTES[args.dtype],
+    plan = plan_memory(config, seq_len, block_size=args.block_size, dtype_bytes=DTYPES[args.dtype].itemsize,
                        device_memory_bytes=args.device_memory, tensor_parallel=args.tp,
                        prefill_tokens=args.prefill_tokens)
     if args.json:

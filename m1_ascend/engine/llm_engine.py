@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..finetune.adapters import AdapterBank
-from ..kernels import KernelBackend, get_backend
+from ..kernels import KernelBackend, get_backend, resolve_device
 from ..modeling import BaichuanM1ForCausalLM
 from .block_manager import BlockManager
 from .detokenizer import IncrementalText
 from .errors import RequestRejected, StepFailed
-from .loader import load_model, load_tokenizer, resolve_device
+from .loader import load_model, load_tokenizer
 from .memory_plan import blocks_for_tokens, kv_cache_demand, size_pools, window_blocks
 from .model_runner import ModelRunner
 from .outputs import RequestOutput

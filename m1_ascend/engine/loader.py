@@ -20,17 +20,6 @@ DTYPES = {
 }
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``npu`` where an NPU is visible, else ``cpu``."""
-    from ..kernels import npu_available
-
-    if device == "auto":
-        return "npu" if npu_available() else "cpu"
-    if device not in ("cpu", "npu"):
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
-    return device
-
-
 def resolve_dtype(dtype: str | torch.dtype | None, device: str, checkpoint_dtype: torch.dtype | None) -> torch.dtype:
     """None: float32 on CPU (bf16 matmuls are slow there), the checkpoint's dtype (else bf16) on an NPU."""
     if isinstance(dtype, torch.dtype):

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_config, validate_checkpoint
 from ..config import BaichuanM1Config
+from ..engine.loader import DTYPES
 from ..engine.memory_plan import MemoryPlan, plan_memory
 
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+# The torch_dtype spellings MindIE accepts (no bf16/fp16 shorthands).
+MINDIE_DTYPES = ("bfloat16", "float16", "float32")
 GIB = 2**30
 
 
@@ -28,7 +30,7 @@ class CheckpointInfo:
 
     @property
     def dtype_bytes(self) -> int:
-        return DTYPE_BYTES[self.dtype]
+        return DTYPES[self.dtype].itemsize
 
     def memory_plan(self, max_seq_len: int, tensor_parallel: int, prefill_tokens: int, npu_memory_gib: float,
                     memory_fraction: float, block_size: int = 128) -> MemoryPlan:
@@ -51,8 +53,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         found = f" (found dtype={raw['dtype']!r}, the transformers>=5 spelling)" if "dtype" in raw else ""
         raise CheckpointError(f"{path}/config.json: no torch_dtype, which MindIE reads{found}; "
                               f"add \"torch_dtype\": \"bfloat16\"")
-    if raw["torch_dtype"] not in DTYPE_BYTES:
-        raise CheckpointError(f"{path}/config.json: torch_dtype {raw['torch_dtype']!r} is not one of {', '.join(DTYPE_BYTES)}")
+    if raw["torch_dtype"] not in MINDIE_DTYPES:
+        raise CheckpointError(f"{path}/config.json: torch_dtype {raw['torch_dtype']!r} is not one of {', '.join(MINDIE_DTYPES)}")
     if "vocab_size" not in raw:
         raise CheckpointError(f"{path}/config.json: no vocab_size, which MindIE reads")
     validate_checkpoint(path, config)
