@@ -17,7 +17,7 @@ def _conv_one(
     starts = cu_seqlens[:-1].long()
     ends = cu_seqlens[1:].long()
     slots = state_slots.long()
-    previous = torch.roll(x, shifts=1, dims=0).clone()
+    previous = torch.roll(x, shifts=1, dims=0)  # a new tensor, safe to write into
     previous[starts] = state[slots].to(x.dtype)
     # Each product is rounded to the model dtype before the fp32 sum, as the official kernel does.
     w_prev = weight[:, 0].to(x.dtype)[None, :, None]
