@@ -9,10 +9,10 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): setup.py requirements.txt constraints.txt
+$(STAMP): setup.py constraints.txt $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=23" "setuptools>=77" wheel
-	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements/dev.txt
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check m1_ascend kernels tests benchmarks
+	$(BIN)/ruff check m1_ascend kernels tests benchmarks deploy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,9 +22,13 @@ M1_ASCEND = Path(sys.executable).with_name("m1-ascend")
 
 
 def run_script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a kit script with this venv's m1-ascend and python first on PATH."""
-    full_env = {**os.environ, "PATH": f"{M1_ASCEND.parent}:{os.environ['PATH']}", **(env or {})}
+               cwd: Path | None = None, inherit_env: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a kit script with this venv's m1-ascend and python first on PATH.
+
+    ``env`` adds to this process's environment, or replaces it with ``inherit_env=False``.
+    """
+    base = os.environ if inherit_env else {}
+    full_env = {**base, "PATH": f"{M1_ASCEND.parent}:{os.environ['PATH']}", **(env or {})}
     return subprocess.run([str(script), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 

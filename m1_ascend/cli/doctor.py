@@ -14,6 +14,8 @@ import os
 import platform
 from typing import Any
 
+NOT_READY = 3  # exit status of `doctor --expect` when the host cannot serve on the expected device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model dtype on the NPU (default: bfloat16)")
     parser.add_argument("--block-size", type=int, default=128, help="KV cache block size in tokens (default: 128)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--expect", choices=["npu", "cpu"],
+                        help=f"end with a verdict on whether this host can serve on that device; exit {NOT_READY} "
+                             "when it cannot (install-bundle.sh runs this last)")
     parser.set_defaults(handler=run)
 
 
@@ -135,7 +140,30 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verdict(report: dict[str, Any], expect: str) -> tuple[bool, str]:
+    """Whether this host serves on ``expect`` ("npu": torch_npu imports, CANN found, NPUs visible)."""
+    if expect == "cpu":
+        return True, f"READY for cpu: the CPU reference backend on torch {report['torch']}"
+    npu, cann = report["torch_npu"], report["cann"]
+    problems = []
+    if not npu["installed"]:
+        problems.append("torch_npu is not installed")
+    elif npu["import_error"]:
+        problems.append(f"torch_npu does not import ({npu['import_error']})")
+    elif not npu["device_count"]:
+        problems.append("no NPU visible (check the driver with npu-smi info, and ASCEND_RT_VISIBLE_DEVICES)")
+    if cann["home"] is None:
+        problems.append("CANN not found (install the toolkit, then source /usr/local/Ascend/ascend-toolkit/set_env.sh)")
+    if problems:
+        return False, "NOT READY for npu: " + "; ".join(problems)
+    return True, (f"READY for npu: torch_npu {npu['version']} imports, CANN {cann['version'] or '(version unknown)'} "
+                  f"at {cann['home']}, {npu['device_count']} NPU(s) visible")
+
+
 def run(args: argparse.Namespace) -> int:
     report = collect(args)
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    ready, line = verdict(report, args.expect) if args.expect else (True, "")
+    if args.expect:
+        report["verdict"] = {"expect": args.expect, "ready": ready, "detail": line}
+    print(json.dumps(report, indent=2) if args.json else render(report) + (f"\nverdict: {line}" if line else ""))
+    return 0 if ready else NOT_READY
