@@ -14,10 +14,17 @@ Tensor conventions (N = tokens of a flat varlen batch, S = sequences):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+
+_epochs = itertools.count()
+
+
+def _new_epoch() -> torch.Tensor:
+    return torch.tensor(next(_epochs), dtype=torch.int64)
 
 
 @dataclass
@@ -25,7 +32,12 @@ class PagedAttentionMetadata:
     """Where a flat batch of new tokens sits in one block pool.
 
     ``context_lens[i]`` counts all tokens of sequence ``i`` once this step's tokens are written;
-    its new tokens are the last ``cu_seqlens_q[i+1] - cu_seqlens_q[i]`` of them.
+    its new tokens are the last ``cu_seqlens_q[i+1] - cu_seqlens_q[i]`` of them. Slots below 0
+    in ``slot_mapping`` are padding: their K/V are not written (the Ascend scatter kernel's rule).
+
+    ``epoch`` (a host int64 scalar) names the contents: backends derive per-step plans from the
+    metadata once and reuse them for every layer while the epoch is unchanged. Metadata built
+    fresh per step gets a fresh epoch; static metadata refilled in place calls ``advance()``.
     """
 
     cu_seqlens_q: torch.Tensor  # int32 [S + 1]
@@ -35,6 +47,11 @@ class PagedAttentionMetadata:
     block_size: int
     max_query_len: int
     max_context_len: int
+    epoch: torch.Tensor = field(default_factory=_new_epoch)
+
+    def advance(self) -> None:
+        """Mark the tensors as refilled: plans derived from the old contents are stale."""
+        self.epoch.copy_(_new_epoch())
 
 
 class KernelBackend(Protocol):

@@ -16,30 +16,32 @@ Plan = TypeVar("Plan")
 
 
 class PlanCache(Generic[Plan]):
-    """Plans of the last few metadata objects.
+    """Plans of the last few metadata contents.
 
-    An entry is reused only for the same metadata object whose tensors are unchanged (same
-    storage and version counter), so a caller that refills metadata in place still gets fresh
-    plans. Tensors made under ``torch.inference_mode`` have no version counter; for them the
-    check is identity and storage only (the engine builds fresh metadata every step).
+    An entry is keyed by the metadata's epoch, its tensors' storage and (outside
+    ``torch.inference_mode``) their version counters: metadata built fresh per step, or static
+    metadata refilled in place that calls ``advance()`` (or bumps a version), gets fresh plans.
+    The key does not depend on the metadata object itself, so code that rebuilds the dataclass
+    around the same tensors (an opaque custom op) still shares one plan per step.
     """
 
     def __init__(self, build: Callable[[PagedAttentionMetadata, int | None], Plan], size: int = 4) -> None:
         self.build = build
         self.size = size
-        self._entries: list[tuple[PagedAttentionMetadata, tuple, dict[int | None, Plan]]] = []
+        self._entries: list[tuple[tuple, dict[int | None, Plan]]] = []
 
     @staticmethod
     def _stamp(meta: PagedAttentionMetadata) -> tuple:
-        tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables)
-        return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (meta.block_size,)
+        tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables, meta.slot_mapping)
+        return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (
+            meta.block_size, int(meta.epoch))
 
     def get(self, meta: PagedAttentionMetadata, window: int | None) -> Plan:
         stamp = self._stamp(meta)
-        plans = next((cached for held, held_stamp, cached in self._entries if held is meta and held_stamp == stamp), None)
+        plans = next((cached for held, cached in self._entries if held == stamp), None)
         if plans is None:
             plans = {}
-            self._entries = [(meta, stamp, plans), *self._entries][: self.size]
+            self._entries = [(stamp, plans), *self._entries][: self.size]
         if window not in plans:
             plans[window] = self.build(meta, window)
         return plans[window]

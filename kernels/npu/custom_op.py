@@ -27,11 +27,15 @@ _library.define(SCHEMA)
 _library.impl("conv_kv", reference_conv_kv, "CPU")
 
 
-@torch.library.register_fake(QUALNAME, lib=_library)
 def _conv_kv_fake(k: torch.Tensor, v: torch.Tensor, conv_k: torch.Tensor, conv_v: torch.Tensor,
                   state_k: torch.Tensor, state_v: torch.Tensor, cu_seqlens: torch.Tensor,
                   state_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+# torch >= 2.4 names it register_fake; torch 2.1-2.3 (openMind's environment) impl_abstract.
+_register_fake = getattr(torch.library, "register_fake", None) or torch.library.impl_abstract
+_register_fake(QUALNAME, lib=_library)(_conv_kv_fake)
 
 
 def load_extension() -> str | None:

@@ -1,17 +1,36 @@
 """Global and sliding-window attention, dense (padded batch) and over the paged cache.
 
-Both paths reduce to one masked attention in fp32 so the window rule is written once:
-key ``s`` is visible to query ``t`` iff ``pos_t - W < pos_s <= pos_t`` (inclusive window).
+One visibility rule, written once: key ``s`` is visible to query ``t`` iff
+``pos_t - W < pos_s <= pos_t`` (inclusive window of ``W``; no window: every earlier key).
+
+The paged path is the ground truth the NPU kernels are held to, and also what the CPU engine
+serves with, so its cost must follow what each sequence actually attends to, never the batch's
+longest sequence:
+
+- queries are cut into tiles of at most ``QUERY_TILE`` rows of one sequence, and a tile reads
+  only the keys some row of it can see (for a sliding window: the window, not the whole context);
+- tiles with similar key spans (same power of two) are batched together, so a long sequence among
+  short ones costs about what it costs alone;
+- keys are consumed ``KEY_TILE`` at a time with an online softmax (flash-attention's recurrence,
+  in plain fp32 torch), and a batch of tiles holds at most ``MAX_PAIRS`` query-key pairs per key
+  tile, so the scratch memory of one call is bounded whatever the context length: about
+  ``MAX_PAIRS x heads x 8`` bytes of fp32 scores and probabilities (80 MiB for the 14B's 40-head
+  layers), plus the gathered keys and values of one key tile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
 from ..interface import PagedAttentionMetadata
 from ..plan_cache import PlanCache
+
+QUERY_TILE = 128
+KEY_TILE = 512
+MAX_PAIRS = 2**18  # query-key pairs of one tile batch within one key tile
 
 
 def visibility_mask(
@@ -61,48 +80,132 @@ def write_paged_cache(
     k: torch.Tensor, v: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
 ) -> None:
-    """Scatter new tokens into ``[num_blocks, block_size, G*D]`` caches at flat slot indices."""
+    """Scatter new tokens into ``[num_blocks, block_size, G*D]`` caches at flat slot indices.
+
+    Slots below 0 are padding rows and are skipped, as the Ascend scatter kernel does.
+    """
     flat_k = key_cache.view(-1, key_cache.shape[-1])
     flat_v = value_cache.view(-1, value_cache.shape[-1])
-    flat_k[slot_mapping] = k.reshape(k.shape[0], -1).to(key_cache.dtype)
-    flat_v[slot_mapping] = v.reshape(v.shape[0], -1).to(value_cache.dtype)
+    k, v = k.reshape(k.shape[0], -1), v.reshape(v.shape[0], -1)
+    slots = slot_mapping.long()
+    if bool((slots < 0).any()):
+        keep = slots >= 0
+        slots, k, v = slots[keep], k[keep], v[keep]
+    flat_k[slots] = k.to(key_cache.dtype)
+    flat_v[slots] = v.to(value_cache.dtype)
 
 
 @dataclass
-class GatherPlan:
-    """Which cache slots each sequence's visible keys occupy, and the matching mask."""
+class TileBatch:
+    """Query tiles read together: rows of one sequence each, keys up to ``num_keys`` per tile."""
 
-    slots: torch.Tensor  # int64 [S, max_k]
-    q_index: torch.Tensor  # int64 [S, max_q] rows of the flat query batch (padding repeats a row)
-    q_valid: torch.Tensor  # bool [S, max_q]
-    mask: torch.Tensor  # bool [S, max_q, max_k]
+    q_index: torch.Tensor  # int64 [n, rows]: flat query row (padding repeats a real row)
+    q_valid: torch.Tensor  # bool [n, rows]
+    q_pos: torch.Tensor  # int64 [n, rows]
+    k_slots: torch.Tensor  # int64 [n, num_keys]: cache slot of each key (padding: a real slot)
+    k_pos: torch.Tensor  # int64 [n, num_keys]
+    k_valid: torch.Tensor  # bool [n, num_keys]
 
-
-def plan_gather(meta: PagedAttentionMetadata, window: int | None) -> GatherPlan:
-    device = meta.cu_seqlens_q.device
-    cu = meta.cu_seqlens_q.long()
-    q_lens = cu[1:] - cu[:-1]
-    ctx = meta.context_lens.long()
-    first_q_pos = ctx - q_lens
-    # Only the keys some query can see are gathered: for a window, [first_q - W + 1, ctx).
-    k_start = (first_q_pos - window + 1).clamp(min=0) if window is not None else torch.zeros_like(ctx)
-    max_k = int((ctx - k_start).max())
-    max_q = int(q_lens.max())
-
-    k_pos = k_start[:, None] + torch.arange(max_k, device=device)[None, :]
-    k_valid = k_pos < ctx[:, None]
-    k_pos_safe = torch.where(k_valid, k_pos, k_start[:, None])
-    blocks = torch.gather(meta.block_tables.long(), 1, k_pos_safe // meta.block_size)
-    slots = blocks * meta.block_size + k_pos_safe % meta.block_size
-
-    q_offsets = torch.arange(max_q, device=device)[None, :]
-    q_valid = q_offsets < q_lens[:, None]
-    q_index = torch.where(q_valid, cu[:-1, None] + q_offsets, cu[:-1, None])
-    mask = visibility_mask(first_q_pos[:, None] + q_offsets, k_pos, k_valid, window)
-    return GatherPlan(slots, q_index, q_valid, mask)
+    @property
+    def num_keys(self) -> int:
+        return self.k_slots.shape[1]
 
 
-_plans: PlanCache[GatherPlan] = PlanCache(plan_gather)
+@dataclass(frozen=True)
+class _Tile:
+    seq: int
+    first_row: int  # flat query row of the tile's first query
+    rows: int
+    first_pos: int  # position of the first query
+    key_start: int  # first key position any row of the tile sees
+
+    @property
+    def key_end(self) -> int:
+        return self.first_pos + self.rows
+
+    @property
+    def span(self) -> int:
+        return self.key_end - self.key_start
+
+
+def _tiles(cu: list[int], ctx: list[int], window: int | None) -> list[_Tile]:
+    tiles = []
+    for seq, ((start, end), context) in enumerate(zip(pairwise(cu), ctx, strict=True)):
+        for first in range(start, end, QUERY_TILE):
+            rows = min(QUERY_TILE, end - first)
+            first_pos = context - (end - first)
+            key_start = max(0, first_pos - window + 1) if window is not None else 0
+            tiles.append(_Tile(seq, first, rows, first_pos, key_start))
+    return tiles
+
+
+def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int) -> TileBatch:
+    device = block_tables.device
+    rows = max(t.rows for t in tiles)
+    num_keys = max(t.span for t in tiles)
+    first_row = torch.tensor([t.first_row for t in tiles], device=device)[:, None]
+    n_rows = torch.tensor([t.rows for t in tiles], device=device)[:, None]
+    first_pos = torch.tensor([t.first_pos for t in tiles], device=device)[:, None]
+    key_start = torch.tensor([t.key_start for t in tiles], device=device)[:, None]
+    key_end = torch.tensor([t.key_end for t in tiles], device=device)[:, None]
+    offsets = torch.arange(rows, device=device)[None, :]
+    q_valid = offsets < n_rows
+    q_index = first_row + torch.where(q_valid, offsets, 0)
+    k_pos = key_start + torch.arange(num_keys, device=device)[None, :]
+    k_valid = k_pos < key_end
+    safe_pos = torch.where(k_valid, k_pos, key_start)
+    seqs = torch.tensor([t.seq for t in tiles], device=device)[:, None]
+    blocks = block_tables.long()[seqs, safe_pos // block_size]
+    return TileBatch(q_index, q_valid, first_pos + offsets, blocks * block_size + safe_pos % block_size, k_pos, k_valid)
+
+
+def plan_tiles(meta: PagedAttentionMetadata, window: int | None) -> list[TileBatch]:
+    """Group the step's query tiles by key span and cap each batch's scratch memory."""
+    tiles = _tiles([int(x) for x in meta.cu_seqlens_q.tolist()], [int(x) for x in meta.context_lens.tolist()], window)
+    by_span: dict[tuple[bool, int], list[_Tile]] = {}
+    for tile in tiles:  # decode tiles (1 row) apart from prefill tiles, then by power-of-two span
+        by_span.setdefault((tile.rows == 1, (tile.span - 1).bit_length()), []).append(tile)
+    batches = []
+    for group in by_span.values():
+        pairs = max(t.rows for t in group) * min(KEY_TILE, max(t.span for t in group))
+        step = max(1, MAX_PAIRS // pairs)
+        batches += [_batch(group[i:i + step], meta.block_tables, meta.block_size) for i in range(0, len(group), step)]
+    return batches
+
+
+_plans: PlanCache[list[TileBatch]] = PlanCache(plan_tiles)
+
+
+def _attend(q: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor, batch: TileBatch,
+            n_kv: int, window: int | None, scale: float) -> torch.Tensor:
+    """Online-softmax attention of one tile batch; returns fp32 ``[n, rows, H, D]``."""
+    n, rows = batch.q_index.shape
+    n_heads, head_dim = q.shape[1], q.shape[2]
+    group = n_heads // n_kv
+    qg = q[batch.q_index].float().view(n, rows, n_kv, group, head_dim)
+    flat_k = key_cache.view(-1, n_kv, head_dim)
+    flat_v = value_cache.view(-1, n_kv, head_dim)
+    peak = torch.full((n, n_kv, group, rows), float("-inf"), device=q.device)
+    total = torch.zeros(n, n_kv, group, rows, device=q.device)
+    acc = torch.zeros(n, n_kv, group, rows, head_dim, device=q.device)
+    q_pos = batch.q_pos[:, :, None]
+    for start in range(0, batch.num_keys, KEY_TILE):
+        keys = slice(start, start + KEY_TILE)
+        k_pos = batch.k_pos[:, None, keys]
+        visible = batch.k_valid[:, None, keys] & (k_pos <= q_pos)
+        if window is not None:
+            visible &= k_pos > q_pos - window
+        scores = torch.einsum("nqkgd,nskd->nkgqs", qg, flat_k[batch.k_slots[:, keys]].float()) * scale
+        scores.masked_fill_(~visible[:, None, None], float("-inf"))
+        new_peak = torch.maximum(peak, scores.amax(dim=-1))
+        safe_peak = torch.where(torch.isinf(new_peak), 0.0, new_peak)  # rows with nothing visible yet
+        probs = torch.exp(scores - safe_peak[..., None])
+        decay = torch.exp(torch.where(torch.isinf(peak), float("-inf"), peak - safe_peak))
+        total = total * decay + probs.sum(dim=-1)
+        acc = acc * decay[..., None] + torch.einsum("nkgqs,nskd->nkgqd", probs, flat_v[batch.k_slots[:, keys]].float())
+        peak = new_peak
+    out = acc / total.clamp(min=torch.finfo(torch.float32).tiny)[..., None]
+    return out.permute(0, 3, 1, 2, 4).reshape(n, rows, n_heads, head_dim)
 
 
 def paged_attention(
@@ -116,9 +219,8 @@ def paged_attention(
     scale: float,
 ) -> torch.Tensor:
     write_paged_cache(k, v, key_cache, value_cache, meta.slot_mapping)
-    plan = _plans.get(meta, window)
-    n_kv, head_dim = k.shape[1], k.shape[2]
-    keys = key_cache.view(-1, n_kv, head_dim)[plan.slots]
-    values = value_cache.view(-1, n_kv, head_dim)[plan.slots]
-    out = masked_attention(q[plan.q_index], keys, values, plan.mask, scale)
-    return out[plan.q_valid]
+    out = q.new_empty(q.shape)
+    for batch in _plans.get(meta, window):  # planned once per step and window, shared by every layer
+        result = _attend(q, key_cache, value_cache, batch, k.shape[1], window, scale)
+        out[batch.q_index[batch.q_valid]] = result[batch.q_valid].to(q.dtype)
+    return out
