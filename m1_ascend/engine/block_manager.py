@@ -160,17 +160,19 @@ class BlockManager:
         hashes = seq.block_hashes
         while len(hashes) < num_blocks:
             i = len(hashes)
-            # The first block's parent is the adapter name: another adapter's K/V are never reused.
-            parent = hashes[-1] if hashes else (seq.adapter or "").encode()
+            # The first block's parent is the adapter's identity (name and load generation): K/V computed
+            # under another adapter, or under an earlier adapter of the same name, are never reused.
+            parent = hashes[-1] if hashes else seq.cache_salt
             hashes.append(block_hash(parent, seq.token_ids[i * bs:(i + 1) * bs]))
         return hashes[:num_blocks]
 
     def match_prefix(self, seq: Sequence) -> int | None:
         """Attach the longest cached prefix to a fresh ``seq``; return the global block holding its conv snapshot.
 
-        At least one token is always left to compute, since the last one must produce logits.
+        At least one token is always left to compute, since the last one must produce logits. A request
+        for prompt log-probabilities computes its whole prompt (it needs the logits of every position).
         """
-        if not self.enable_prefix_caching or seq.global_blocks:
+        if not self.enable_prefix_caching or seq.global_blocks or seq.params.prompt_logprobs is not None:
             return None
         hashes = self._hashes(seq, (len(seq) - 1) // self.block_size)
         global_hits: list[int] = []

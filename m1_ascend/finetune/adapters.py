@@ -20,6 +20,7 @@ the weights (``lora_weights``), so outputs equal the merged model's up to float 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class AdapterBank:
         self._hooks: dict[str, RemovableHandle] = {}
         self._groups: list[tuple[str, torch.Tensor]] | None = None  # (adapter, token indices) while active
         self._num_tokens = 0
+        self._generation: dict[str, int] = {}  # name -> load number, for identity()
+        self._loads = itertools.count(1)
 
     @property
     def names(self) -> list[str]:
@@ -74,11 +77,21 @@ class AdapterBank:
             if module_name not in self._hooks:
                 self._hooks[module_name] = layer.register_forward_hook(self._hook(module_name))
         self._adapters[name] = pairs
+        self._generation[name] = next(self._loads)
+
+    def identity(self, name: str | None) -> bytes:
+        """Bytes that change whenever the weights behind ``name`` may have: its name and load number.
+
+        The prefix cache seeds its block hashes with this, so K/V computed under a removed adapter
+        is never reused for a new adapter added under the same name. ``None`` (the base model) is ``b""``.
+        """
+        return b"" if name is None else f"{name}\x00{self._generation[name]}".encode()
 
     def remove(self, name: str) -> None:
         if name not in self._adapters:
             raise AdapterError(f"no adapter named {name!r}")
         del self._adapters[name]
+        del self._generation[name]
         still_used = {m for pairs in self._adapters.values() for m in pairs}
         for module_name in [m for m in self._hooks if m not in still_used]:
             self._hooks.pop(module_name).remove()
