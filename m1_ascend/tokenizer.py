@@ -211,6 +211,23 @@ class M1Tokenizer:
             ids += byte_ids if self._sp.unk_id() not in byte_ids else [self._sp.unk_id()]
         return ids
 
+    def token_bytes(self, vocab_size: int) -> list[bytes | None]:
+        """The UTF-8 bytes each id adds to decoded text; None for special ids and ids beyond the pieces.
+
+        Grammar masks are built from this (structured output), so they follow the real vocabulary:
+        ``▁`` is a space and byte-fallback pieces ``<0xNN>`` are that one byte.
+        """
+        sp = self._sp
+        table: list[bytes | None] = []
+        for token_id in range(vocab_size):
+            if token_id >= self._piece_count or token_id in self._specials or sp.is_unknown(token_id):
+                table.append(None)
+            elif sp.is_byte(token_id):
+                table.append(bytes([int(sp.id_to_piece(token_id)[3:5], 16)]))
+            else:
+                table.append(sp.id_to_piece(token_id).replace("\u2581", " ").encode("utf-8"))
+        return table
+
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; ids outside the vocabulary (a model may be wider) are dropped."""
         parts: list[str] = []

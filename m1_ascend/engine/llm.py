@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,27 @@ from .sampling_params import SamplingParams
 PROGRESS_MIN_REQUESTS = 16
 
 Messages = Sequence[Mapping[str, Any]]
+
+
+def _plain(value: Any) -> Any:
+    """torch tensors and numpy arrays (and their scalars) as Python lists and ints."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def as_token_id_lists(prompt_token_ids: Any) -> list[list[int]]:
+    """One prompt (a flat sequence of ids) or a batch (a sequence of them), as lists of ints.
+
+    Accepts lists, tuples, 1-D/2-D torch tensors and numpy arrays, and lists of tensors or arrays,
+    as vLLM does.
+    """
+    items = [_plain(v) for v in _plain(prompt_token_ids)]
+    flat = not any(isinstance(v, (list, tuple)) for v in items)
+    batch = [items] if flat else [list(_plain(p)) if isinstance(p, (list, tuple)) else p for p in items]
+    for prompt in batch:
+        if not isinstance(prompt, list) or any(not isinstance(t, numbers.Integral) or isinstance(t, bool)
+                                               for t in prompt):
+            raise ValueError("prompt_token_ids must hold integer token ids (one prompt) or sequences of them")
+    return [[int(t) for t in prompt] for prompt in batch]
 
 
 class LLM:
@@ -48,9 +70,9 @@ class LLM:
 
     def generate(self, prompts: str | Sequence[str] | None = None,
                  sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
-                 prompt_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
+                 prompt_token_ids: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | Any | None = None,
                  use_tqdm: bool | None = None) -> list[RequestOutput]:
-        """Complete text prompts or token-id prompts (exactly one of the two)."""
+        """Complete text prompts or token-id prompts (exactly one of the two; ids as in ``as_token_id_lists``)."""
         if (prompts is None) == (prompt_token_ids is None):
             raise ValueError("pass either prompts or prompt_token_ids")
         if prompts is not None:
@@ -58,9 +80,7 @@ class LLM:
             texts = [prompts] if isinstance(prompts, str) else list(prompts)
             id_lists = [tokenizer.encode(text) for text in texts]
         else:
-            assert prompt_token_ids is not None
-            flat = len(prompt_token_ids) > 0 and isinstance(prompt_token_ids[0], int)
-            id_lists = [list(prompt_token_ids)] if flat else [list(p) for p in prompt_token_ids]  # type: ignore[arg-type]
+            id_lists = as_token_id_lists(prompt_token_ids)
         return self._run(id_lists, sampling_params, use_tqdm)
 
     def chat(self, messages: Messages | Sequence[Messages],

@@ -23,10 +23,11 @@ from .loader import load_model, load_tokenizer
 from .memory_plan import blocks_for_tokens, kv_cache_demand, size_pools, window_blocks
 from .model_runner import ModelRunner
 from .outputs import RequestOutput
-from .sampler import Sampler
+from .sampler import Sampler, token_logprobs
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
 from .sequence import Sequence
+from .structured_output import GrammarCompiler, GrammarError
 
 if TYPE_CHECKING:
     from ..tokenizer import M1Tokenizer
@@ -96,8 +97,9 @@ class LLMEngine:
         for name, path in (adapters or {}).items():
             self.adapters.add(name, path)
         self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching, self.adapters)
-        self.sampler = Sampler(param.device)
         self.eos_token_ids = self._eos_ids()
+        self.sampler = Sampler(param.device, self.eos_token_ids)
+        self._grammar_compiler: GrammarCompiler | None = None
         self._requests: dict[str, Sequence] = {}
         self._arrivals = 0
 
@@ -107,12 +109,24 @@ class LLMEngine:
         eos = self.config.eos_token_id
         return set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
 
+    @property
+    def grammar_compiler(self) -> GrammarCompiler:
+        """Structured output's compiler over this engine's vocabulary (built on first use; thread-safe)."""
+        if self.tokenizer is None:
+            raise GrammarError("structured output needs a tokenizer; this model directory has none")
+        if self._grammar_compiler is None:
+            self._grammar_compiler = GrammarCompiler(self.tokenizer, self.config.vocab_size,
+                                                     sorted(self.eos_token_ids))
+        return self._grammar_compiler
+
     # -- requests ----------------------------------------------------------------------------
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
-                    adapter: str | None = None) -> None:
+                    adapter: str | None = None, leader: str | None = None) -> None:
         """Queue a request; raises ``RequestRejected`` (nothing queued) when it can never run.
 
         ``adapter`` names a LoRA adapter in ``self.adapters`` to serve it with (None: the base model).
+        ``leader`` names a queued request with the same prompt (another choice of an ``n`` > 1 request):
+        this one starts once the leader's prompt is computed, from its blocks in the prefix cache.
         """
         if request_id in self._requests:
             raise RequestRejected(f"request id {request_id!r} is already in use")
@@ -132,10 +146,17 @@ class LLMEngine:
             raise RequestRejected("stop strings need a tokenizer; this model directory has none")
         if adapter is not None and adapter not in self.adapters:
             raise RequestRejected(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters.names) or 'none'}")
+        try:
+            grammar = self.grammar_compiler.new_state(params.grammar) if params.grammar is not None else None
+        except GrammarError as exc:
+            raise RequestRejected(f"the grammar cannot be used: {exc}") from None
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        seq = Sequence(request_id=request_id, prompt_token_ids=[int(t) for t in prompt_token_ids], params=params,
+        prompt = [int(t) for t in prompt_token_ids]
+        seq = Sequence(request_id=request_id, prompt_token_ids=prompt, params=params,
                        arrival=self._arrivals, text=IncrementalText(self.tokenizer, list(params.stop)),
-                       generator=generator, adapter=adapter)
+                       generator=generator, adapter=adapter, cache_salt=self.adapters.identity(adapter),
+                       leader=self._requests.get(leader) if leader is not None else None,
+                       budget_end=min(len(prompt) + params.max_tokens, self.max_model_len), grammar=grammar)
         self._arrivals += 1
         self._requests[request_id] = seq
         self.scheduler.add(seq)
@@ -166,7 +187,9 @@ class LLMEngine:
         if not batch:
             return []
         try:
-            sampled_seqs, logits = self.runner.execute(batch)
+            sampled_seqs, logits, prompt_logits = self.runner.execute(batch)
+            for seq, chunk_logits in prompt_logits:
+                self._record_prompt_logprobs(seq, chunk_logits)
             tokens = self.sampler(logits, sampled_seqs) if sampled_seqs else []
         except Exception as exc:
             # The conv state of these sequences may be half-updated: they cannot continue.
@@ -183,11 +206,25 @@ class LLMEngine:
         outputs = []
         for seq, token in zip(sampled_seqs, tokens, strict=True):
             seq.token_ids.append(token)
+            if seq.grammar is not None:
+                seq.grammar.accept(token)
             reason = self._finish_reason(seq, token)
             if reason is not None:
                 self._finish(seq, reason)
             outputs.append(seq.to_output())
         return outputs
+
+    @staticmethod
+    def _record_prompt_logprobs(seq: Sequence, chunk_logits: torch.Tensor) -> None:
+        """Append the prompt log-probabilities of this chunk (a recomputed chunk adds only what is missing)."""
+        assert seq.prompt_logprobs is not None and seq.params.prompt_logprobs is not None
+        start = seq.num_computed_tokens + 1  # the prompt position the chunk's first row predicts
+        skip = len(seq.prompt_logprobs) - start
+        if skip >= len(chunk_logits):
+            return
+        targets = seq.prompt_token_ids[start + skip:start + len(chunk_logits)]
+        logprobs = torch.log_softmax(chunk_logits[skip:].float(), dim=-1)
+        seq.prompt_logprobs.extend(token_logprobs(logprobs, targets, [seq.params.prompt_logprobs] * len(targets)))
 
     def _finish_reason(self, seq: Sequence, token: int) -> str | None:
         params = seq.params
@@ -195,7 +232,9 @@ class LLMEngine:
             return "stop"
         if seq.text.append(seq.output_token_ids):
             return "stop"
-        if len(seq) - seq.num_prompt_tokens >= params.max_tokens or len(seq) >= self.max_model_len:
+        if seq.grammar is not None and seq.grammar.finished:
+            return "stop"
+        if len(seq) >= seq.budget_end:
             return "length"
         return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -37,6 +37,16 @@ class LayerState:
     snapshot_k: torch.Tensor | None
     snapshot_v: torch.Tensor | None
     sliding: bool
+
+
+class StepLogits(NamedTuple):
+    """What one step computed: next-token logits of the sequences that reached their last token, and,
+    for requests with ``prompt_logprobs``, the logits at their chunk's prompt positions (row ``j`` of a
+    chunk starting at ``s`` predicts prompt token ``s + j + 1``)."""
+
+    seqs: list[Sequence]
+    logits: torch.Tensor
+    prompt_logits: list[tuple[Sequence, torch.Tensor]]
 
 
 class PagedContext:
@@ -143,7 +153,7 @@ class ModelRunner:
         )
 
     @torch.inference_mode()
-    def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], torch.Tensor]:
+    def execute(self, batch: ScheduledBatch) -> StepLogits:
         """Run the batch; return the sequences that reached their last token and their next-token logits."""
         seqs, num_tokens = batch.seqs, batch.num_tokens
         self._init_slots(batch.slot_inits)
@@ -175,8 +185,20 @@ class ModelRunner:
         use_adapters = self.adapters is not None and any(names)
         with self.adapters.activate(names, num_tokens) if use_adapters else nullcontext():
             hidden = self.model.model(torch.tensor(ids, dtype=torch.long, device=dev), ctx)
+        prompt_logits = self._prompt_logits(seqs, num_tokens, cu_long, hidden)
         last = [i for i, (seq, n) in enumerate(zip(seqs, num_tokens, strict=True)) if seq.num_computed_tokens + n == len(seq)]
         if not last:
-            return [], hidden.new_empty(0)
+            return StepLogits([], hidden.new_empty(0), prompt_logits)
         rows = cu_long[1:][last] - 1
-        return [seqs[i] for i in last], self.model.compute_logits(hidden[rows.to(dev)])
+        return StepLogits([seqs[i] for i in last], self.model.compute_logits(hidden[rows.to(dev)]), prompt_logits)
+
+    def _prompt_logits(self, seqs: list[Sequence], num_tokens: list[int], cu_long: torch.Tensor,
+                       hidden: torch.Tensor) -> list[tuple[Sequence, torch.Tensor]]:
+        """Logits of every prompt position whose next token is still in the prompt, only for requests that ask."""
+        out = []
+        for i, (seq, n) in enumerate(zip(seqs, num_tokens, strict=True)):
+            count = min(n, seq.num_prompt_tokens - 1 - seq.num_computed_tokens)
+            if seq.params.prompt_logprobs is not None and count > 0:
+                start = int(cu_long[i])
+                out.append((seq, self.model.compute_logits(hidden[start:start + count])))
+        return out

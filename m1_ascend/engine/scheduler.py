@@ -6,7 +6,8 @@ much of the rest as the budget and the free blocks allow. When a running sequenc
 even one token's blocks, the newest running sequence is preempted: all its blocks and its
 slot go back and it waits at the head of the queue to be recomputed (its prefix may come back
 from the prefix cache). New requests join in arrival order while budget, slots and blocks
-remain, and not in a step that had to preempt.
+remain, and not in a step that had to preempt. A sibling choice (``n`` > 1) waits until its
+leader's prompt is computed, then starts from the leader's blocks in the prefix cache.
 """
 
 from __future__ import annotations
@@ -70,13 +71,23 @@ class Scheduler:
             batch.num_tokens.append(n)
             budget -= n
             i += 1
-        while self.waiting and budget > 0 and not preempted and len(self.running) < self.max_num_seqs:
+        if not preempted:
+            self._admit_waiting(budget, batch)
+        return batch
+
+    def _admit_waiting(self, budget: int, batch: ScheduledBatch) -> None:
+        """Admit in arrival order; sibling choices whose leader's prompt is not computed yet are passed over."""
+        deferred: list[Sequence] = []
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            if self.waiting[0].waits_for_leader:
+                deferred.append(self.waiting.popleft())
+                continue
             n = self._admit(self.waiting[0], budget, batch)
             if n == 0:
                 break
             budget -= n
             self.running.append(self.waiting.popleft())
-        return batch
+        self.waiting.extendleft(reversed(deferred))
 
     def _admit(self, seq: Sequence, budget: int, batch: ScheduledBatch) -> int:
         """Start ``seq`` if a slot and blocks for at least one token are free; return its token count."""
