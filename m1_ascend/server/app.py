@@ -17,21 +17,35 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
+from ..engine.sampling_params import SamplingParams
+from ..engine.structured_output import GrammarError, GrammarSpec
 from .async_engine import AsyncEngine
 from .audit import AuditLog, AuditRecord
 from .auth import ApiKeyStore
 from .errors import ApiError, from_validation_error, install_error_handlers
-from .generation import admit, build_sampling_params, respond_once, respond_streaming
+from .generation import admit, build_sampling_params, fan_out, respond_once, respond_streaming
 from .metrics import ServerMetrics
 from .middleware import RequestLifecycleMiddleware
 from .models import ModelRegistry, ServedModel
-from .protocol import ChatCompletionRequest, ChatFormat, CompletionFormat, CompletionRequest, ResponseFormat, model_card
+from .protocol import (
+    IGNORED_FIELDS_HEADER,
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    GenerationRequest,
+    TokenizeRequest,
+    model_card,
+)
+from .responses import ChatFormat, CompletionFormat, ResponseFormat, TokenTexts
 from .settings import ServerSettings
 from .startup import LoadedModel, load_model
+from .tools import template_messages, tool_grammar
+from .watchdog import systemd_watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +65,7 @@ class ServerState:
         self.engine: AsyncEngine | None = None
         self.registry: ModelRegistry | None = None
         self.load_error: str | None = None
+        self.token_texts: TokenTexts | None = None
         self.shutting_down = False
         # Called with a message when the server cannot go on (the model failed to load).
         self.on_fatal: Callable[[str], None] = lambda message: None
@@ -65,6 +80,7 @@ class ServerState:
             return
         engine = AsyncEngine(loaded.engine, self.metrics, self.settings.max_num_seqs, self.settings.max_queue)
         engine.start()
+        self.metrics.engine_stall.set_function(engine.stall_seconds)
         self.loaded, self.engine = loaded, engine
         self.registry = ModelRegistry([loaded.served, *loaded.adapters])
         logger.info("ready: serving %r", loaded.served.id)
@@ -91,6 +107,11 @@ class ServerState:
             return 503, {"status": "loading"}
         if self.engine.failure is not None:
             return 503, {"status": "error", "error": self.engine.failure}
+        stall = self.engine.stall_seconds()
+        if stall > self.settings.engine_stall_seconds:
+            return 503, {"status": "stalled", "stall_seconds": round(stall, 1),
+                         "error": f"the engine has made no progress for {stall:.0f} s with requests in flight "
+                                  f"(limit engine_stall_seconds={self.settings.engine_stall_seconds:g}); restart it"}
         if self.shutting_down:
             return 503, {"status": "shutting_down"}
         assert self.loaded is not None
@@ -157,8 +178,9 @@ async def parse_body(request: Request, model: type[BaseModel], state: ServerStat
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     record = _record(request)
-    record.model, record.stream = body.model, body.stream
-    body.check_supported()
+    record.model, record.stream = body.model, getattr(body, "stream", None)
+    if isinstance(body, GenerationRequest):
+        body.check_supported()
     assert state.registry is not None
     return body, state.registry.resolve(body.model)
 
@@ -172,51 +194,155 @@ def _tokenizer(state: ServerState) -> Any:
     return tokenizer
 
 
-async def _generate(request: Request, state: ServerState, body: Any, served: ServedModel, prompt_ids: list[int],
-                    fmt: ResponseFormat, prompt_param: str) -> Response:
+def _token_texts(state: ServerState) -> TokenTexts:
+    assert state.loaded is not None
+    if state.token_texts is None:
+        engine = state.loaded.engine
+        state.token_texts = TokenTexts(engine.tokenizer, engine.config.vocab_size)
+    return state.token_texts
+
+
+def _compile(state: ServerState, grammar: GrammarSpec | None, param: str) -> GrammarSpec | None:
+    """Compile (and cache) a grammar before admission, so a bad schema is a 400 naming the field."""
+    if grammar is None:
+        return None
+    assert state.loaded is not None
+    try:
+        state.loaded.engine.grammar_compiler.compile(grammar)
+    except GrammarError as exc:
+        raise ApiError(400, f"Invalid '{param}': {exc}.", param=param, code="invalid_schema") from None
+    return grammar
+
+
+def _response_grammar(body: ChatCompletionRequest) -> GrammarSpec | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return GrammarSpec.json_object()
+    assert fmt.json_schema is not None
+    return GrammarSpec.json_schema(fmt.json_schema.schema_ or {"type": "object"})
+
+
+async def _generate(request: Request, state: ServerState, body: GenerationRequest, served: ServedModel,
+                    prompts: list[list[int]], params: list[SamplingParams], fmt: ResponseFormat,
+                    prompt_param: str) -> Response:
     assert state.engine is not None and state.loaded is not None
     settings, record = state.settings, _record(request)
-    record.prompt_tokens = len(prompt_ids)
+    choices = fan_out(prompts, params, body.num_choices)
+    record.prompt_tokens = sum(len(p) for p in prompts)
     if state.audit is not None and state.audit.include_text and state.loaded.engine.tokenizer is not None:
-        record.prompt_text = state.loaded.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-    params = build_sampling_params(body, len(prompt_ids), served.max_model_len, prompt_param)
-    stream = await admit(state.engine, state.metrics, settings.retry_after_seconds, request.state.request_id,
-                         prompt_ids, params, prompt_param, served.adapter)
+        record.prompt_text = "\n".join(state.loaded.engine.tokenizer.decode(p, skip_special_tokens=False)
+                                       for p in prompts)
+    await admit(state.engine, state.metrics, settings.retry_after_seconds, request.state.request_id, choices,
+                prompt_param, served.adapter)
+    ignored = body.ignored_fields()
+    headers = {IGNORED_FIELDS_HEADER: ", ".join(ignored)} if ignored else {}
     include_text = state.audit is not None and state.audit.include_text
-    if body.stream:
-        return respond_streaming(stream, fmt, body.include_usage_in_stream, record, include_text)
-    return await respond_once(request, stream, fmt, record, include_text, settings.retry_after_seconds)
+    if body.streaming:
+        return respond_streaming(choices, fmt, body.include_usage_in_stream, record, include_text, headers)
+    return await respond_once(request, choices, fmt, record, include_text, settings.retry_after_seconds, headers)
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``openapi_extra`` for a route that parses ``model`` itself (documents the real schema)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-@router.get("/models")
+router = APIRouter(dependencies=[Depends(authenticate)])
+
+
+@router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     state = ready_state(request)
     assert state.registry is not None
     return {"object": "list", "data": [model_card(m.id, m.created, m.max_model_len) for m in state.registry.list()]}
 
 
-@router.post("/chat/completions")
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
+    state = ready_state(request)
+    assert state.registry is not None
+    served = state.registry.resolve(model_id)
+    return model_card(served.id, served.created, served.max_model_len)
+
+
+@router.post("/v1/chat/completions", openapi_extra=_request_body(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     state = ready_state(request)
     body, served = await parse_body(request, ChatCompletionRequest, state)
+    tool_choice = body.effective_tool_choice
+    tools = body.tools if tool_choice != "none" else None
     try:
-        prompt_ids = _tokenizer(state).apply_chat_template([m.as_template_message() for m in body.messages])
+        prompt_ids = _tokenizer(state).apply_chat_template(template_messages(body.messages, tools))
     except ValueError as exc:  # wrong role order, template failure: the message names the message index
         raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
-    fmt = ChatFormat(request.state.request_id, body.model)
-    return await _generate(request, state, body, served, prompt_ids, fmt, "messages")
+    if tools is not None and (grammar := tool_grammar(tools, tool_choice, body.parallel_tool_calls is not False)):
+        grammar = _compile(state, grammar, "tools")
+    else:
+        grammar = _compile(state, _response_grammar(body), "response_format")
+    params = build_sampling_params(body, len(prompt_ids), served.max_model_len, "messages", grammar,
+                                   logprobs=body.num_logprobs)
+    fmt = ChatFormat(request.state.request_id, body.model, _token_texts(state), bool(body.logprobs), tools,
+                     tool_choice)
+    return await _generate(request, state, body, served, [prompt_ids], [params], fmt, "messages")
 
 
-@router.post("/completions")
+@router.post("/v1/completions", openapi_extra=_request_body(CompletionRequest))
 async def completions(request: Request) -> Response:
     state = ready_state(request)
     body, served = await parse_body(request, CompletionRequest, state)
-    prompt_ids = _tokenizer(state).encode(body.prompt) if isinstance(body.prompt, str) else list(body.prompt)
-    fmt = CompletionFormat(request.state.request_id, body.model)
-    return await _generate(request, state, body, served, prompt_ids, fmt, "prompt")
+    prompts = [_tokenizer(state).encode(p) if isinstance(p, str) else list(p) for p in body.prompts]
+    echo = bool(body.echo)
+    prompt_logprobs = body.num_logprobs if echo else None
+    params = [build_sampling_params(body, len(p), served.max_model_len, "prompt", logprobs=body.num_logprobs,
+                                    prompt_logprobs=prompt_logprobs) for p in prompts]
+    texts = _token_texts(state)
+    prompt_texts = [p if isinstance(p, str) else "".join(texts.text(t) for t in p) for p in body.prompts]
+    fmt = CompletionFormat(request.state.request_id, body.model, texts, body.num_logprobs, echo,
+                           [t for t in prompt_texts for _ in range(body.num_choices)])
+    return await _generate(request, state, body, served, prompts, params, fmt, "prompt")
+
+
+@router.post("/tokenize", openapi_extra=_request_body(TokenizeRequest))
+async def tokenize(request: Request) -> dict[str, Any]:
+    """vLLM's tokenizer endpoint: the ids a prompt or a chat becomes (the chat as /v1/chat/completions builds it)."""
+    state = ready_state(request)
+    body, served = await parse_body(request, TokenizeRequest, state)
+    tokenizer = _tokenizer(state)
+    if body.messages is not None:
+        try:
+            ids = tokenizer.apply_chat_template(template_messages(body.messages, None),
+                                                add_generation_prompt=body.add_generation_prompt is not False)
+        except ValueError as exc:
+            raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
+    else:
+        ids = tokenizer.encode(body.prompt)
+    return {"count": len(ids), "max_model_len": served.max_model_len, "tokens": ids}
+
+
+@router.post("/detokenize", openapi_extra=_request_body(DetokenizeRequest))
+async def detokenize(request: Request) -> dict[str, Any]:
+    state = ready_state(request)
+    body, _ = await parse_body(request, DetokenizeRequest, state)
+    vocab = state.loaded.engine.config.vocab_size  # type: ignore[union-attr]
+    bad = [t for t in body.tokens if not 0 <= t < vocab]
+    if bad:
+        raise ApiError(400, f"Token id {bad[0]} is outside the vocabulary [0, {vocab}).", param="tokens",
+                       code="invalid_value")
+    return {"prompt": _tokenizer(state).decode(body.tokens)}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema of the routes, plus the request models the handlers validate bodies with."""
+    schema = get_openapi(title="m1-ascend OpenAI-compatible API", version="1", routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ChatCompletionRequest, CompletionRequest, TokenizeRequest, DetokenizeRequest):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    return schema
 
 
 def create_app(settings: ServerSettings, loader: Loader = load_model) -> FastAPI:
@@ -226,16 +352,23 @@ def create_app(settings: ServerSettings, loader: Loader = load_model) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(state.load())
+        watchdog = asyncio.create_task(systemd_watchdog(lambda: state.health()[1]["status"]))
         try:
             yield
         finally:
             loading.cancel()
+            watchdog.cancel()
             await state.close()
 
     app = FastAPI(title="m1-ascend", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state
     install_error_handlers(app)
     app.include_router(router)
+    openapi_schema = build_openapi(app)
+
+    @app.get("/openapi.json", dependencies=[Depends(authenticate)], include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return openapi_schema
 
     @app.get("/health")
     async def health() -> JSONResponse:

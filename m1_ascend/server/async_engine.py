@@ -105,6 +105,9 @@ class AsyncEngine:
         self._thread: threading.Thread | None = None
         self.draining = False
         self.failure: str | None = None
+        # When the engine thread last finished a loop iteration (a step, or an idle wait of at most
+        # IDLE_POLL_SECONDS); a step that never returns stops this clock (see ``stall_seconds``).
+        self._progress_at = time.monotonic()
         self.last_stats: dict[str, int] = dict(engine.stats())
         metrics.observe_engine(self.last_stats)
 
@@ -122,9 +125,18 @@ class AsyncEngine:
     def num_in_flight(self) -> int:
         return len(self._streams)
 
+    def stall_seconds(self) -> float:
+        """How long the engine thread has made no progress while requests are in flight (0 when idle)."""
+        if not self._streams or self.failure is not None:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
+
     async def submit(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
-                     adapter: str | None = None) -> RequestStream:
-        """Admit a request; raises QueueFull, EngineUnavailable, or the engine's RequestRejected."""
+                     adapter: str | None = None, leader: str | None = None) -> RequestStream:
+        """Admit a request; raises QueueFull, EngineUnavailable, or the engine's RequestRejected.
+
+        ``leader``: an admitted request with the same prompt whose cached prompt this one starts from.
+        """
         if not self.accepting:
             raise EngineUnavailable(self.failure or "the server is shutting down")
         if len(self._streams) >= self.capacity:
@@ -134,7 +146,7 @@ class AsyncEngine:
             if self.failure is not None:
                 raise EngineUnavailable(self.failure)
             self._streams[request_id] = stream
-            self.post("add", stream, list(prompt_token_ids), params, time.monotonic(), adapter)
+            self.post("add", stream, list(prompt_token_ids), params, time.monotonic(), adapter, leader)
         try:
             await stream._accepted
         except BaseException:
@@ -188,6 +200,7 @@ class AsyncEngine:
                     return
                 if self.engine.has_unfinished_requests():
                     self._step()
+                self._progress_at = time.monotonic()
                 self.last_stats = dict(self.engine.stats())
                 self.metrics.observe_engine(self.last_stats)
         except Exception as exc:  # the engine is in an unknown state: stop serving, end every stream
@@ -229,9 +242,9 @@ class AsyncEngine:
                 return True
 
     def _add(self, stream: RequestStream, prompt_token_ids: list[int], params: SamplingParams,
-             submitted_at: float, adapter: str | None) -> None:
+             submitted_at: float, adapter: str | None, leader: str | None) -> None:
         try:
-            self.engine.add_request(stream.request_id, prompt_token_ids, params, adapter=adapter)
+            self.engine.add_request(stream.request_id, prompt_token_ids, params, adapter=adapter, leader=leader)
         except Exception as exc:  # RequestRejected and friends go back to the handler
             self._to_loop(self._settle, stream._accepted, exc)
             return

@@ -36,6 +36,8 @@ class ServerMetrics:
         self.kv_blocks_used = Gauge(f"{PREFIX}_kv_blocks_used", "KV-cache blocks in use", registry=r)
         self.kv_blocks_free = Gauge(f"{PREFIX}_kv_blocks_free", "KV-cache blocks free", registry=r)
         self.kv_blocks_total = Gauge(f"{PREFIX}_kv_blocks_total", "KV-cache blocks in the pool", registry=r)
+        self.engine_stall = Gauge(f"{PREFIX}_engine_stall_seconds", "time the engine has made no progress while "
+                                  "requests are in flight (0 when idle or progressing)", registry=r)
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "from admission to the first generated token",
                               buckets=TTFT_BUCKETS, registry=r)
         self.token_latency = Histogram(f"{PREFIX}_time_per_output_token_seconds",

@@ -20,8 +20,19 @@ from .metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
-ROUTED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
+ROUTED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+                          "/tokenize", "/detokenize", "/openapi.json"})
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+# API requests (they may carry patient text) are audited; probes and the schema are not.
+AUDITED_PATHS = frozenset({"/tokenize", "/detokenize"})
+MODEL_PATH_PREFIX = "/v1/models/"
+
+
+def endpoint_label(path: str) -> str:
+    """A bounded metrics label: the route, never the free part of a path."""
+    if path.startswith(MODEL_PATH_PREFIX):
+        return MODEL_PATH_PREFIX + "{id}"
+    return path if path in ROUTED_PATHS else "other"
 # nginx's code for "client closed the connection before the response started".
 CLIENT_CLOSED = 499
 
@@ -65,9 +76,8 @@ class RequestLifecycleMiddleware:
         finally:
             status = record.status if record.status is not None else CLIENT_CLOSED
             record.status = status
-            endpoint = path if path in ROUTED_PATHS else "other"
-            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+            self.metrics.requests.labels(endpoint=endpoint_label(path), status=str(status)).inc()
             if path in GENERATION_PATHS:
                 self.metrics.request_latency.observe(time.perf_counter() - started)
-            if self.audit is not None and path.startswith("/v1/"):
+            if self.audit is not None and (path.startswith("/v1/") or path in AUDITED_PATHS):
                 self.audit.write(record)

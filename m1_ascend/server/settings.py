@@ -50,6 +50,10 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(256, ge=0, description="requests allowed to wait beyond the max-num-seqs running ones; "
                                                   "more get 429")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After value sent with 429")
+    engine_stall_seconds: float = Field(120.0, gt=0, description="/health answers 503 'stalled' when the engine "
+                                                                 "has made no progress this long while requests "
+                                                                 "are in flight (a hung device op); well above the "
+                                                                 "longest legitimate step")
     # Network and security.
     host: str = Field("127.0.0.1", description="address to bind; anything but loopback exposes the server")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
