@@ -168,8 +168,12 @@ def test_fusion_attention_mask_polarity_and_gradient(npu_target):
 def test_emulator_rejects_what_the_documents_rule_out(torch_npu_emulator):
     fia = torch_npu_emulator.npu_fused_infer_attention_score
     x = torch.zeros(1, 4, 1, 16, dtype=torch.float16)
-    with pytest.raises(TypeError, match="SymInt"):
-        fia(x, x, x, input_layout="BSND", actual_seq_lengths=torch.tensor([4]))
+    # Bound like the real 2.13.0 package: a 1-D int tensor is a valid SymInt[]; bad keywords/types are RuntimeError.
+    fia(x, x, x, input_layout="BSND", actual_seq_lengths=torch.tensor([4]))
+    with pytest.raises(RuntimeError, match="failed to match any schema"):
+        fia(x, x, x, input_layout="BSND", actual_seq_length=[4])
+    with pytest.raises(RuntimeError, match="failed to match any schema"):
+        fia(x, x, x, input_layout="BSND", num_heads="1")
     with pytest.raises(Unsupported, match="masked"):
         fia(x, x, x, input_layout="BSND", sparse_mode=3, atten_mask=~template_mask())
     with pytest.raises(Unsupported, match="template"):
@@ -212,6 +216,10 @@ def test_emulator_cache_write_and_rope_limits(torch_npu_emulator):
     with pytest.raises(Unsupported, match="unique"):
         torch_npu_emulator.npu_scatter_pa_kv_cache(key, key, cache, cache.clone(), torch.tensor([3, 3]),
                                                    cache_mode="Norm")
+    values = torch.ones(2, 3, 4, dtype=torch.float16)
+    torch_npu_emulator.npu_scatter_pa_kv_cache(values, values, cache, cache.clone(), torch.tensor([-1, 5]),
+                                               cache_mode="Norm")
+    assert cache.view(32, 3, 4)[5].eq(1).all() and cache.sum() == 12  # slot -1 is skipped, not the last row
     wide = torch.randn(1, 3, 1, 256)
     with pytest.raises(Unsupported, match="64 or 128"):
         torch_npu_emulator.npu_apply_rotary_pos_emb(wide, wide.clone(), wide, wide)

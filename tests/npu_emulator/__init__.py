@@ -4,6 +4,10 @@
 (the ``torch_npu_emulator`` fixture in ``npu_emulator.fixtures``) so the backend's lazy
 ``import torch_npu`` finds it. "NPU" tensors are CPU tensors: the backend is built with
 ``device="cpu"``, nothing else in it knows it is being emulated.
+
+The operators are registered under torch_npu 2.13.0's real schemas (``registry.py``) and
+``torch_npu.npu`` carries the ACL-graph API (``graphs.py``): capture, replay and ``update`` with
+the semantics of the real package (``torch_npu_facts.py`` records what was read from its wheel).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import importlib.machinery
 import types
 
-from .attention import npu_fused_infer_attention_score, npu_fusion_attention, template_mask
-from .ops import npu_apply_rotary_pos_emb, npu_rms_norm, npu_rotary_mul, npu_scatter_pa_kv_cache, npu_swiglu
+from . import graphs, registry
+from .attention import template_mask
 
 EMULATED_DEVICE_NAME = "Ascend910B (emulated on CPU)"
 
@@ -22,8 +26,11 @@ def _device_namespace() -> types.ModuleType:
     npu.is_available = lambda: True
     npu.device_count = lambda: 1
     npu.current_device = lambda: 0
-    npu.get_device_name = lambda index=0: EMULATED_DEVICE_NAME
-    npu.synchronize = lambda device=None: None
+    npu.get_device_name = lambda device_name=None: EMULATED_DEVICE_NAME
+    npu.mem_get_info = lambda device=None: (64 * 2**30, 64 * 2**30)
+    for name in ("NPUGraph", "graph", "graph_pool_handle", "is_current_stream_capturing", "synchronize", "Stream",
+                 "current_stream", "stream"):
+        setattr(npu, name, getattr(graphs, name))
     return npu
 
 
@@ -32,9 +39,7 @@ def build_module() -> types.ModuleType:
     module.__spec__ = importlib.machinery.ModuleSpec("torch_npu", loader=None)
     module.__version__ = "emulated"
     module.npu = _device_namespace()
-    for op in (npu_fused_infer_attention_score, npu_fusion_attention, npu_rms_norm, npu_rotary_mul,
-               npu_apply_rotary_pos_emb, npu_swiglu, npu_scatter_pa_kv_cache):
-        setattr(module, op.__name__, op)
+    registry.install(module)
     return module
 
 

@@ -1,7 +1,8 @@
 """Argument checks shared by the emulated operators, shaped like torch_npu's own failures.
 
-The real binding rejects wrongly typed arguments with ``TypeError`` (pybind/schema) and
-unsupported shapes or values with ``RuntimeError`` (aclnn checks); the emulator does the same.
+Wrong keywords and types never reach these checks: the ops are registered under the real
+schemas (``registry.py``), so the dispatcher refuses them with ``RuntimeError`` as the real
+binding does. What is left are the aclnn checks on shapes and values, also ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ def require(ok: bool, op: str, message: str) -> None:
 
 
 def int_list(op: str, name: str, value: object) -> list[int] | None:
-    """``SymInt[]?`` arguments: a Python list/tuple of ints, never a tensor."""
+    """``SymInt[]?`` arguments, as the dispatcher hands them over: ints (a 1-D tensor was converted)."""
     if value is None:
         return None
-    if isinstance(value, torch.Tensor) or not isinstance(value, Sequence):
-        raise TypeError(f"{op}: {name} must be a list of ints (SymInt[]), got {type(value).__name__}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise TypeError(f"{op}: {name} must contain Python ints only")
+    require(isinstance(value, Sequence) and all(isinstance(v, int) for v in value), op,
+            f"{name} must be a list of ints")
     return list(value)
 
 

@@ -27,13 +27,6 @@ TEMPLATE = 2048
 MASK_DTYPES = (torch.bool, torch.int8, torch.uint8)
 
 FIA = "npu_fused_infer_attention_score"
-FIA_UNMODELLED = {
-    "dequant_scale1", "quant_scale1", "dequant_scale2", "quant_scale2", "quant_offset2", "antiquant_scale",
-    "antiquant_offset", "query_padding_size", "kv_padding_size", "key_antiquant_scale", "key_antiquant_offset",
-    "value_antiquant_scale", "value_antiquant_offset", "key_shared_prefix", "value_shared_prefix",
-    "actual_shared_prefix_len", "query_rope", "key_rope", "key_rope_antiquant_scale", "antiquant_mode",
-    "key_antiquant_mode", "value_antiquant_mode",
-}
 
 
 def template_mask(device: torch.device | str = "cpu") -> torch.Tensor:
@@ -210,9 +203,6 @@ def npu_fused_infer_attention_score(
     next_tokens: int = INT_MAX, input_layout: str = "BSH", num_key_value_heads: int = 0, sparse_mode: int = 0,
     inner_precise: int = 0, block_size: int = 0, softmax_lse_flag: bool = False, **extras: object,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    unknown = sorted(set(extras) - FIA_UNMODELLED)
-    if unknown:
-        raise TypeError(f"{FIA}() got an unexpected keyword argument {unknown[0]!r}")
     no_extras(FIA, {**extras, "softmax_lse_flag": softmax_lse_flag})
     q_lens = int_list(FIA, "actual_seq_lengths", actual_seq_lengths)
     kv_lens = int_list(FIA, "actual_seq_lengths_kv", actual_seq_lengths_kv)
@@ -288,10 +278,11 @@ def npu_fusion_attention(
     scale: float = 1.0, keep_prob: float = 1.0, pre_tockens: int = INT_MAX, next_tockens: int = INT_MAX,
     inner_precise: int = 0, prefix: object = None, actual_seq_qlen: object = None, actual_seq_kvlen: object = None,
     sparse_mode: int = 0, gen_mask_parallel: bool = True, sync: bool = False, softmax_layout: str = "",
-    sink: torch.Tensor | None = None,
+    sink: torch.Tensor | None = None, dropout_mask: torch.Tensor | None = None, seed: int = 0, offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int, int]:
     """FlashAttentionScore forward, differentiable (the real op has a backward); non-varlen layouts."""
     no_extras(FUSION, {"pse": pse, "padding_mask": padding_mask, "prefix": prefix, "sink": sink,
+                       "dropout_mask": dropout_mask,
                        "actual_seq_qlen": actual_seq_qlen, "actual_seq_kvlen": actual_seq_kvlen,
                        "softmax_layout": softmax_layout})
     if keep_prob != 1.0:

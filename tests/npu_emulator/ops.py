@@ -4,7 +4,8 @@ Limits enforced as documented for Atlas A2/A3 (shared/spec/ascend-npu-ops.md §1
 ``npu_apply_rotary_pos_emb`` only takes head_dim 64/128 and updates q/k in place;
 ``npu_rotary_mul`` needs an even head_dim < 896; ``npu_rms_norm`` returns ``(y, fp32 rstd)``;
 ``npu_swiglu`` activates the *first* half; ``npu_scatter_pa_kv_cache`` defaults to the NZ cache
-layout, which the emulator refuses so a caller that forgets ``cache_mode="Norm"`` fails here.
+layout, which the emulator refuses so a caller that forgets ``cache_mode="Norm"`` fails here, and
+skips slots below 0 as the kernel source does.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def npu_scatter_pa_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: t
             and slot_mapping.shape[0] == key.shape[0], op, "slot_mapping must be 1-D int32/int64, one slot per token")
     capacity = key_cache.shape[0] * key_cache.shape[1]
     slots = slot_mapping.long()
-    require(bool(((slots >= 0) & (slots < capacity)).all()), op, f"slots must lie in [0, {capacity - 1}]")
+    # The kernel skips slots < 0 (scatter_pa_kv_cache_normal.h; its doc asks for [0, N-1]): padding rows.
+    written = slots >= 0
+    slots = slots[written]
+    require(bool((slots < capacity).all()), op, f"slots must lie in [0, {capacity - 1}] (or be < 0: skipped)")
     require(slots.unique().numel() == slots.numel(), op, "slots must be unique")
-    key_cache.view(capacity, *key_cache.shape[2:])[slots] = key
-    value_cache.view(capacity, *value_cache.shape[2:])[slots] = value
+    key_cache.view(capacity, *key_cache.shape[2:])[slots] = key[written]
+    value_cache.view(capacity, *value_cache.shape[2:])[slots] = value[written]
