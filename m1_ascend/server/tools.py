@@ -26,9 +26,8 @@ from ..engine.structured_output import GrammarSpec
 from .protocol import ChatMessage, NamedToolChoice, Tool
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
-TOOLS_HEADER = ("# Tools\n\nYou may call the functions below. To call one, answer with only\n"
-                f'{CALL_OPEN}{{"name": <function name>, "arguments": <JSON object>}}{CALL_CLOSE}\n'
-                "(one block per call). Available functions (JSON Schema of the arguments):\n")
+TOOLS_HEADER = (f'# Tools\nTo call a function, reply with only {CALL_OPEN}{{"name": ..., "arguments": {{...}}}}'
+                f"{CALL_CLOSE}, one block per call. Functions:\n")
 _CALL_PATTERN = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
@@ -42,7 +41,7 @@ def _describe(tool: Tool) -> str:
     function = tool.function
     entry = {"name": function.name, "description": function.description or "",
              "parameters": function.parameters or {"type": "object", "properties": {}}}
-    return json.dumps(entry, ensure_ascii=False)
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
 def _call_block(name: str, arguments: str) -> str:
