@@ -6,7 +6,7 @@ backend, imported lazily so that nothing here imports ``torch_npu`` off device.
 
 from __future__ import annotations
 
-from .interface import KernelBackend, PagedAttentionMetadata
+from .interface import HostLengths, KernelBackend, PagedAttentionMetadata
 from .reference import ReferenceBackend
 
 
@@ -42,5 +42,5 @@ def get_backend(device: str = "cpu") -> KernelBackend:
     return NpuBackend()
 
 
-__all__ = ["KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available",
+__all__ = ["HostLengths", "KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available",
            "resolve_device"]

@@ -23,8 +23,18 @@ import torch
 _epochs = itertools.count()
 
 
-def _new_epoch() -> torch.Tensor:
-    return torch.tensor(next(_epochs), dtype=torch.int64)
+@dataclass
+class HostLengths:
+    """Per-sequence lengths the caller knows on the host, for kernels that take host lists (FIA).
+
+    A captured graph cannot read device tensors, so callers that can say these without reading
+    them (the engine's scheduler, MindIE's ``seq_lens_list``) pass them here. ``kv_lens[i]`` counts
+    the keys of row ``i`` of ``block_tables`` from its first column on: the context length when the
+    rows hold the whole sequence, less when the caller dropped blocks before a window.
+    """
+
+    query_lens: list[int]
+    kv_lens: list[int]
 
 
 @dataclass
@@ -35,9 +45,10 @@ class PagedAttentionMetadata:
     its new tokens are the last ``cu_seqlens_q[i+1] - cu_seqlens_q[i]`` of them. Slots below 0
     in ``slot_mapping`` are padding: their K/V are not written (the Ascend scatter kernel's rule).
 
-    ``epoch`` (a host int64 scalar) names the contents: backends derive per-step plans from the
+    ``epoch`` (a host int, process-unique) names the contents: backends derive per-step plans from the
     metadata once and reuse them for every layer while the epoch is unchanged. Metadata built
     fresh per step gets a fresh epoch; static metadata refilled in place calls ``advance()``.
+    ``host_lengths``, when set, are used instead of reading lengths back from the device.
     """
 
     cu_seqlens_q: torch.Tensor  # int32 [S + 1]
@@ -47,11 +58,12 @@ class PagedAttentionMetadata:
     block_size: int
     max_query_len: int
     max_context_len: int
-    epoch: torch.Tensor = field(default_factory=_new_epoch)
+    epoch: int = field(default_factory=lambda: next(_epochs))
+    host_lengths: HostLengths | None = None
 
     def advance(self) -> None:
         """Mark the tensors as refilled: plans derived from the old contents are stale."""
-        self.epoch.copy_(_new_epoch())
+        self.epoch = next(_epochs)
 
 
 class KernelBackend(Protocol):
@@ -108,6 +120,17 @@ class KernelBackend(Protocol):
         Key ``s`` is visible to query ``t`` iff it is valid, ``pos_s <= pos_t`` and, with a
         window ``W``, ``pos_s > pos_t - W`` (the query sees the last ``W`` positions incl. itself).
         """
+        ...
+
+    def write_paged_cache(
+        self,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_cache: torch.Tensor,
+        value_cache: torch.Tensor,
+        slot_mapping: torch.Tensor,
+    ) -> None:
+        """Scatter rows ``[N, n_kv, head_dim]`` into paged caches at flat slots; slots < 0 write nothing."""
         ...
 
     def paged_attention(

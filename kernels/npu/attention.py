@@ -12,12 +12,18 @@ Paged attention follows the documented operator limits (see ``support.py``):
 - windowed layers only ever pass FIA the blocks that overlap the window, so stale table
   entries for evicted blocks are never read.
 
-FIA wants host ``int[]`` lengths; they are read from the step's metadata once and reused by
-every layer of the step.
+FIA wants host ``int[]`` lengths. Callers that know them on the host pass them in the metadata's
+``host_lengths`` with the table rows FIA should read (a decode step captured into an ACL graph
+must: a capture cannot read device tensors, and the lengths are then refreshed at replay through
+the graph-update protocol); otherwise they are read from the step's metadata once and reused by
+every layer of the step. Under capture only TND (windowed, head_dim 128) and Q_S = 1 BSND
+(global) calls are used: the ``pse_shift`` window of BSND decode is built from host data.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 from itertools import pairwise
 from types import ModuleType
@@ -35,44 +41,59 @@ WINDOW_BIAS = -10000.0
 
 @dataclass
 class PagedPlan:
-    """Host-side lengths and the (window-trimmed) block table for one step and one window."""
+    """Host-side lengths and the block table FIA reads, for one step and one window.
+
+    Built from the caller's ``host_lengths`` when given (nothing read from the device, so a decode
+    step can be captured into an ACL graph), else read back from the metadata once per step.
+    """
 
     q_lens: list[int]
     cu_q: list[int]  # cumulative query ends, TND's actual_seq_lengths
-    kv_lens: list[int]  # keys per sequence from its first kept block on
-    window_starts: list[int]  # first key inside the window, in kept-block coordinates
-    block_table: torch.Tensor  # int32 [S, blocks]; row i starts at sequence i's first kept block
-    row_index: torch.Tensor  # int64 [S, max_q]: flat token of each padded query row (clamped)
-    row_valid: torch.Tensor  # bool [S, max_q]
+    kv_lens: list[int]  # keys per sequence from its table row's first block on
+    window_starts: list[int]  # first key inside the window, in the row's coordinates
+    block_table: torch.Tensor  # int32 [S, blocks]
 
     @property
     def max_q(self) -> int:
         return max(self.q_lens)
 
 
+def _window_starts(kv_lens: list[int], window: int | None) -> list[int]:
+    return [max(0, n - window) if window else 0 for n in kv_lens]
+
+
 def plan_paged(meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
+    host = meta.host_lengths
+    if host is not None:  # the caller's lengths and table rows, used as they are
+        cu = list(itertools.accumulate(host.query_lens))
+        return PagedPlan(host.query_lens, cu, host.kv_lens, _window_starts(host.kv_lens, window), meta.block_tables)
     cu = [int(x) for x in meta.cu_seqlens_q.tolist()]
     ctx = [int(x) for x in meta.context_lens.tolist()]
     q_lens = [b - a for a, b in pairwise(cu)]
     bs = meta.block_size
+    # Windowed layers read only the blocks that overlap some query's window: rows start there.
     first_block = [max(0, c - q - window + 1) // bs if window else 0 for c, q in zip(ctx, q_lens, strict=True)]
     kv_lens = [c - f * bs for c, f in zip(ctx, first_block, strict=True)]
-    window_starts = [max(0, n - window) if window else 0 for n in kv_lens]
     tables = meta.block_tables
     if any(first_block):
         width = max(-(-n // bs) for n in kv_lens)
         columns = torch.tensor(first_block, device=tables.device)[:, None] + torch.arange(width, device=tables.device)
         tables = torch.gather(tables, 1, columns.clamp(max=tables.shape[1] - 1))
-    device = meta.cu_seqlens_q.device
-    offsets = torch.arange(max(q_lens), device=device)[None, :]
-    starts = meta.cu_seqlens_q[:-1].long()[:, None]
-    valid = offsets < torch.tensor(q_lens, device=device)[:, None]
-    return PagedPlan(q_lens, cu[1:], kv_lens, window_starts, tables.to(torch.int32).contiguous(),
-                     torch.where(valid, starts + offsets, starts), valid)
+    return PagedPlan(q_lens, cu[1:], kv_lens, _window_starts(kv_lens, window), tables.to(torch.int32).contiguous())
 
 
+def _padded_rows(plan: PagedPlan, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For BSND prefill: the flat token of each padded query row (clamped) and which rows are real."""
+    q_lens = torch.tensor(plan.q_lens, device=device)[:, None]
+    starts = torch.tensor([0, *plan.cu_q[:-1]], device=device)[:, None]
+    offsets = torch.arange(plan.max_q, device=device)[None, :]
+    valid = offsets < q_lens
+    return torch.where(valid, starts + offsets, starts), valid
+
+
+@functools.cache
 def _template(device: torch.device) -> torch.Tensor:
-    """The 2048x2048 mask sparse modes 3/4 take: True (masked) strictly above the diagonal."""
+    """The 2048x2048 mask sparse modes 3/4 take: True (masked) strictly above the diagonal (made once)."""
     ones = torch.ones(MASK_TEMPLATE_SIZE, MASK_TEMPLATE_SIZE, dtype=torch.bool, device=device)
     return torch.triu(ones, diagonal=1)
 
@@ -112,10 +133,11 @@ def fia_paged_attention(npu: ModuleType, q: torch.Tensor, key_cache: torch.Tenso
             q.contiguous().view(n_tokens, 1, n_heads, head_dim), key_cache, value_cache, input_layout="BSND",
             pse_shift=_window_bias(plan, window, n_heads, block_size, q), **common)
         return out.view(n_tokens, n_heads, head_dim)
+    rows, valid = _padded_rows(plan, q.device)
     out, _ = npu.npu_fused_infer_attention_score(
-        q[plan.row_index].contiguous(), key_cache, value_cache, input_layout="BSND",
+        q[rows].contiguous(), key_cache, value_cache, input_layout="BSND",
         actual_seq_lengths=plan.q_lens, **_band(window, q.device), **common)
-    return out[plan.row_valid]
+    return out[valid]
 
 
 def _window_bias(plan: PagedPlan, window: int | None, n_heads: int, block_size: int,

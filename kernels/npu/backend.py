@@ -111,7 +111,8 @@ class NpuBackend:
         cos4 = cos.float().contiguous().view(1, n_tokens, 1, -1)
         sin4 = sin.float().contiguous().view(1, n_tokens, 1, -1)
         if q.shape[-1] in support.FUSED_ROPE_HEAD_DIMS:
-            self._npu.npu_apply_rotary_pos_emb(q32, k32, cos4, sin4, layout="BSND", rotary_mode="half")
+            # In place in eager, but the schema declares no mutation: use what it returns (graphs, compile).
+            q32, k32 = self._npu.npu_apply_rotary_pos_emb(q32, k32, cos4, sin4, layout="BSND", rotary_mode="half")
         else:
             q32 = self._npu.npu_rotary_mul(q32, cos4, sin4, rotary_mode="half")
             k32 = self._npu.npu_rotary_mul(k32, cos4, sin4, rotary_mode="half")
@@ -135,6 +136,10 @@ class NpuBackend:
         if not self._use(route):
             return reference.dense_attention(q, k, v, q_positions, k_positions, k_valid, window, scale)
         return fusion_dense_attention(self._npu, q, k, v, q_positions, k_positions, k_valid, window, scale)
+
+    def write_paged_cache(self, k: torch.Tensor, v: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+                          slot_mapping: torch.Tensor) -> None:
+        write_paged_cache(self._npu, k, v, key_cache, value_cache, slot_mapping)
 
     def paged_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_cache: torch.Tensor,
                         value_cache: torch.Tensor, meta: PagedAttentionMetadata, window: int | None,
