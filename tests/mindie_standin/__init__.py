@@ -1,7 +1,10 @@
-"""A stand-in for the parts of MindIE-LLM's Python runtime the Baichuan-M1 adapter touches.
+"""A stand-in for MindIE-LLM's Python runtime (``mindie_llm/``), rebuilt from its open source, and tools around it.
 
-``mindie_llm/`` mirrors the public module paths, class names and signatures of Ascend/MindIE-LLM
-(3.1, ``mindie_llm/runtime``); bodies keep only the behaviour the adapter relies on (model discovery,
-the router's lazy properties, cache binding, the forward context, the leaf-module weight loader).
-Tests copy it into a temporary MindIE-like tree (``fixtures.mindie_tree``); it never installs anywhere.
+- ``mindie_llm/``: the stand-in package (see its docstring: commit, scope, deviations);
+- ``manifest.json`` / ``record_manifest.py``: names, bases and signatures recorded from the real
+  tree, which ``tests/test_mindie_standin_manifest.py`` holds the stand-in to;
+- ``fixtures``: temporary MindIE installs for a test, and importing them;
+- ``service``: one MindIE process -- start-up, warm-up, capture, then serving steps as the TG
+  builds them -- for tests that drive a model through MindIE;
+- ``toy_llm/`` and ``toy``: a small capturable model and its dense reference, to test the harness.
 """

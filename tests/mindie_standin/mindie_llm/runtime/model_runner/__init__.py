@@ -1,1 +1,1 @@
-"""Stand-in package (tests only)."""
+"""Stand-in package ``mindie_llm.runtime.model_runner`` (MindIE-LLM 8b4871a: no symbols there either)."""

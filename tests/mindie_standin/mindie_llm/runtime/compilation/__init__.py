@@ -1,0 +1,1 @@
+"""Stand-in package ``mindie_llm.runtime.compilation`` (MindIE-LLM 8b4871a: no symbols there either)."""
