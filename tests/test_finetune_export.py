@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_testing import random_adapter
+from finetune_testing import MEDICAL_QA, random_adapter
 
 from m1_ascend.checkpoint import load_checkpoint, save_checkpoint
 from m1_ascend.cli import main
 from m1_ascend.config import preset_config
 from m1_ascend.finetune.export import export_merged
+from m1_ascend.finetune.files import copy_support_files
 from m1_ascend.finetune.hf_code import export_hf_code
 from m1_ascend.finetune.lora_weights import AdapterError
 from m1_ascend.modeling import BaichuanM1ForCausalLM
+from m1_ascend.tokenizer import M1Tokenizer
 
 INPUT_IDS = torch.tensor([[71, 73, 40, 41, 42, 43, 74, 50, 51, 52], [73, 60, 61, 62, 74, 70, 71, 0, 0, 0]])
 ATTENTION = torch.tensor([[1] * 10, [1] * 7 + [0] * 3])
@@ -79,6 +81,15 @@ def test_adapters_that_cannot_be_merged_exactly_are_refused(tmp_path: Path, tiny
         export_merged(tiny_model_dir, tmp_path / "out3", tiny_model_dir)
 
 
+def test_support_files_travel_but_not_the_weight_manifest(tmp_path: Path) -> None:
+    """A copied SHA256SUMS would describe the base's weights, and the server would refuse the merged ones."""
+    source = tmp_path / "base"
+    source.mkdir()
+    for name in ("SHA256SUMS", "config.json", "model-00001-of-00002.safetensors", "tokenizer.model", "generation_config.json"):
+        (source / name).write_text(name)
+    assert copy_support_files(source, tmp_path / "merged") == ["generation_config.json", "tokenizer.model"]
+
+
 LOAD_SCRIPT = """
 import json, sys, torch, transformers
 from transformers import AutoModelForCausalLM
@@ -104,7 +115,8 @@ def hf_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
     directory = tmp_path_factory.mktemp("hf") / "m1ckpt"
     shutil.copytree(tiny_model_dir, directory)
     (directory / "modeling_baichuan.py").write_text("import flash_attn  # the official file\n")
-    assert export_hf_code(directory) == ["configuration_baichuan.py", "modeling_baichuan.py", "config.json"]
+    assert export_hf_code(directory) == ["configuration_baichuan.py", "modeling_baichuan.py",
+                                         "tokenization_baichuan_m1.py", "config.json", "tokenizer_config.json"]
     return directory
 
 
@@ -121,6 +133,33 @@ def test_export_hf_code_loads_our_model_with_trust_remote_code(tmp_path: Path, h
     torch.testing.assert_close(remote, expected.detach(), rtol=1e-5, atol=1e-5)
 
 
+TOKENIZER_SCRIPT = """
+import json, sys
+from transformers import AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+print(json.dumps({"class": type(tok).__name__, "pad": [tok.pad_token, tok.pad_token_id], "eos": tok.eos_token_id,
+                  "ids": [tok.encode(text, add_special_tokens=False) for text in json.loads(sys.argv[2])]}))
+"""
+
+
+def test_export_hf_code_ships_a_tokenizer_autotokenizer_loads(tmp_path: Path, hf_checkpoint: Path) -> None:
+    """openMind loads the tokenizer through AutoTokenizer: same ids as ours, role tokens as single ids, a pad token."""
+    ours = M1Tokenizer.from_pretrained(hf_checkpoint)
+    chat = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": MEDICAL_QA[0][0]},
+            {"role": "assistant", "content": MEDICAL_QA[0][1]}]
+    texts = [question for question, _ in MEDICAL_QA] + [ours.render_chat(chat, add_generation_prompt=False)]
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path), "TRANSFORMERS_VERBOSITY": "error"}
+    run = subprocess.run([sys.executable, "-c", TOKENIZER_SCRIPT, str(hf_checkpoint), json.dumps(texts)],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert loaded["class"] == "BaichuanM1Tokenizer"
+    assert loaded["pad"] == ["<unk>", 0] and loaded["eos"] == ours.eos_token_id  # config.json's pad_token_id is 0
+    assert loaded["ids"][:-1] == [ours.encode(text) for text in texts[:-1]]
+    assert loaded["ids"][-1] == ours.apply_chat_template(chat, add_generation_prompt=False)
+    assert loaded["ids"][-1][0] == ours.role_token_ids["<B_SYS>"]
+
+
 @pytest.mark.skipif(not os.environ.get("M1_ASCEND_TF445_PYTHON"),
                     reason="set M1_ASCEND_TF445_PYTHON to a python with transformers 4.45 and m1-ascend installed")
 def test_export_hf_code_loads_under_transformers_445(tmp_path: Path, hf_checkpoint: Path) -> None:
@@ -132,3 +171,6 @@ def test_export_hf_code_cli_refuses_other_models(tmp_path: Path, capsys: pytest.
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     assert main(["export-hf-code", str(tmp_path)]) == 1
     assert "not 'baichuan_m1'" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "baichuan_m1"}))
+    assert main(["export-hf-code", str(tmp_path)]) == 1
+    assert "no tokenizer.model" in capsys.readouterr().err

@@ -5,12 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..weights import MANIFEST
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-WRITTEN_BY_SAVE = ("config.json", "model.safetensors.index.json")
+# Written by save_pretrained itself, or describing the source's weights (a copied SHA256SUMS would
+# make the server refuse the new weights as altered).
+NOT_COPIED = ("config.json", "model.safetensors.index.json", MANIFEST)
 
 
 def copy_support_files(source: str | Path, target: str | Path) -> list[str]:
-    """Copy everything in ``source`` except weights and the files ``save_pretrained`` writes itself.
+    """Copy everything in ``source`` except weights, the files ``save_pretrained`` writes and the weight manifest.
 
     That keeps the tokenizer files, ``generation_config.json`` and any remote-code files with
     the new weights, without having to know every tokenizer's file names.
@@ -19,7 +23,7 @@ def copy_support_files(source: str | Path, target: str | Path) -> list[str]:
     target.mkdir(parents=True, exist_ok=True)
     copied = []
     for path in sorted(source.iterdir()):
-        if path.is_file() and path.suffix not in WEIGHT_SUFFIXES and path.name not in WRITTEN_BY_SAVE:
+        if path.is_file() and path.suffix not in WEIGHT_SUFFIXES and path.name not in NOT_COPIED:
             shutil.copy2(path, target / path.name)
             copied.append(path.name)
     return copied
