@@ -6,7 +6,7 @@ vocabulary of real words and a few recognisable chat replies; it is not medical 
 
 from __future__ import annotations
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+from .finetune.openmind_template import DEFAULT_SYSTEM_PROMPT  # the prompt fine-tuning adds, too
 
 # (question, answer) pairs: the demo model is trained on them in the chat layout.
 QA_PAIRS: tuple[tuple[str, str], ...] = (
