@@ -33,8 +33,8 @@ def write_medical_qa(directory: Path) -> Path:
     dialogue = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
                 for q, a in MEDICAL_QA[:2]]
     (directory / "dialogue.json").write_text(json.dumps(dialogue), encoding="utf-8")
-    info = {"medical_qa": {"local_path": "qa.jsonl", "formatting": "alpaca"},
-            "medical_dialogue": {"local_path": str(directory / "dialogue.json"), "formatting": "sharegpt"}}
+    info = {"medical_qa": {"local_path": str(directory), "file_name": "qa.jsonl", "formatting": "alpaca"},
+            "medical_dialogue": {"local_path": str(directory), "file_name": "dialogue.json", "formatting": "sharegpt"}}
     path = directory / "dataset_info.json"
     path.write_text(json.dumps(info), encoding="utf-8")
     return path

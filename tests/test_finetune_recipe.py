@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
-from finetune_testing import RECIPES, TINY_RECIPE
+from finetune_testing import RECIPES, REPO, TINY_RECIPE
 
 from m1_ascend.finetune.openmind_schema import OPENMIND_KEYS, TRAINING_ARGUMENTS_445, is_openmind_key
 from m1_ascend.finetune.recipe import LORA_TARGETS, RecipeError, apply_overrides, load_recipe, training_argument_fields
@@ -43,6 +44,27 @@ def test_shipped_recipe_uses_only_openmind_keys(path: Path) -> None:
     assert recipe.get("do_train") is True
     # Every training argument must also be accepted by the transformers installed here.
     assert set(recipe.training_arguments(training_argument_fields())) <= training_argument_fields()
+    assert recipe.openmind_notes() == []  # nothing that would stop openmind-cli (no '~', trust_remote_code)
+
+
+def test_shipped_dataset_info_is_in_openminds_form() -> None:
+    """openMind passes local_path to its load_dataset as a directory, from the current directory, file_name in it."""
+    info = json.loads((RECIPES / "data" / "dataset_info.json").read_text(encoding="utf-8"))
+    recipe = load_recipe(TINY_RECIPE)
+    assert recipe.get("custom_dataset_info") == "deploy/openmind/data/dataset_info.json"
+    assert set(recipe.get("dataset").split(",")) == set(info)
+    for entry in info.values():
+        assert not Path(entry["local_path"]).is_absolute() and (REPO / entry["local_path"]).is_dir()
+        assert (REPO / entry["local_path"] / entry["file_name"]).is_file()
+
+
+def test_openmind_notes_name_what_openmind_cli_would_trip_on() -> None:
+    recipe = load_recipe(TINY_RECIPE, ["model_name_or_path=~/demo", "trust_remote_code=false", "grad_skip_factor=4"])
+    assert recipe.openmind_notes() == [
+        "grad_skip_factor: m1-ascend-only keys; openmind-cli would reject them",
+        "model_name_or_path: openmind-cli does not expand '~' (it would look the path up on its model hub or create "
+        "a folder named '~'); write an absolute path",
+        "trust_remote_code is not true: openmind-cli cannot load Baichuan-M1's code without it"]
 
 
 def test_ascend_recipes_are_bf16_and_share_one_global_batch() -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from finetune_testing import TINY_RECIPE, tiny_recipe_overrides, write_medical_qa
+from deploy_testing import run_script
+from finetune_testing import REPO, TINY_RECIPE, tiny_recipe_overrides, write_medical_qa
 from transformers import TrainerCallback
 
 from m1_ascend.cli import main
 from m1_ascend.finetune.recipe import RecipeError, load_recipe
 from m1_ascend.finetune.trainer import run_finetune
 from m1_ascend.finetune.update_skip import SkipSettings, TooManySkippedUpdates, UpdateSkipper
+
+SHELLCHECK = shutil.which("shellcheck", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def test_tiny_recipe_30_steps_lowers_the_loss(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -135,3 +143,39 @@ def test_cli_checks_and_runs_the_recipe(tmp_path: Path, tiny_model_dir: Path, ca
     assert "trained 2 steps on 10 examples" in out and "training loss" in out
     assert main(["finetune", str(TINY_RECIPE), "--set", "lora_rnak=4"]) == 1
     assert "did you mean 'lora_rank'" in capsys.readouterr().err
+
+    # --check-output judges a finished run by its files (openmind-cli's exit status says nothing).
+    assert main([*args, "--set", "max_steps=2", "--check-output"]) == 0
+    assert "LoRA adapter (20 modules) after 2 steps; training loss" in capsys.readouterr().out
+    assert main([*args, "--check-output"]) == 1
+    assert "training stopped at step 2 of 30" in capsys.readouterr().err
+    assert main([*args, "--set", "max_steps=2", "--check-output", "--since", str(time.time() + 60)]) == 1
+    assert "is older than this run" in capsys.readouterr().err
+    empty = ["finetune", str(TINY_RECIPE), "--set", f"output_dir={tmp_path / 'empty'}", "--check-output"]
+    assert main(empty) == 1
+    assert "holds no LoRA adapter (adapter_config.json + adapter_model.safetensors)" in capsys.readouterr().err
+
+
+def test_openmind_wrapper_fails_when_openmind_cli_trained_nothing(tmp_path: Path) -> None:
+    """openmind-cli exits 0 after a crash; the wrapper must not (the real openmind-cli: test_openmind_e2e.py)."""
+    crashed = tmp_path / "openmind-cli"
+    crashed.write_text("#!/bin/sh\necho 'ValueError: Tokenizer class M1Tokenizer does not exist' >&2\nexit 0\n")
+    crashed.chmod(0o755)
+    script = REPO / "deploy" / "openmind" / "openmind-train.sh"
+    assert "usage:" in run_script(script, "--help").stdout.lower()
+    assert run_script(script).returncode == 64
+    recipe = tmp_path / "deploy" / "openmind" / TINY_RECIPE.name
+    recipe.parent.mkdir(parents=True)
+    shutil.copy2(TINY_RECIPE, recipe)
+    result = run_script(script, str(recipe.relative_to(tmp_path)), env={"OPENMIND_CLI": str(crashed)}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "saves/tiny-lora-sft-cpu holds no LoRA adapter" in result.stderr
+    assert "openmind-cli train did not finish (its exit status is always 0)" in result.stderr
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed (pip install -r requirements/dev.txt)")
+def test_openmind_wrapper_passes_shellcheck() -> None:
+    assert SHELLCHECK is not None
+    result = subprocess.run([SHELLCHECK, "--severity=style", str(REPO / "deploy" / "openmind" / "openmind-train.sh")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

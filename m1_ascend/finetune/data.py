@@ -1,12 +1,15 @@
 """Supervised fine-tuning data: alpaca / sharegpt JSON(L) -> Baichuan-M1 chat tokens with loss masks.
 
 Datasets are found the openMind way: ``dataset`` names entries of the ``custom_dataset_info``
-JSON files (``local_path``, ``file_name``, ``formatting``, ``columns``, ``tags``, ``num_samples``).
-Every record becomes a conversation rendered with the tokenizer's chat template (architecture.md
-§5: ``<B_SYS>system<C_Q>user<C_A>answer``); only assistant tokens (and the EOS closing the
-conversation) are learned, everything else is labelled -100. A malformed record stops the run
-with its file and line (JSONL) or record index (JSON): silently dropping data would change what
-a department's model learns without anyone noticing.
+JSON files (``local_path`` directory + ``file_name``, ``formatting``, ``columns``, ``tags``,
+``num_samples``), paths read from the current directory as openMind reads them. Every record
+becomes the token sequence openMind 1.0.0 builds with the registered ``baichuan_m1`` template
+(``openmind_template``): the tokenizer's chat layout (architecture.md §5, ``<B_SYS>system<C_Q>
+user<C_A>answer``), the default system prompt where a record has none, EOS after every answer,
+and openMind's split of ``cutoff_len`` between each question and its answer. Only answers and
+their EOS are learned; everything else is labelled -100. A malformed record stops the run with
+its file and line (JSONL) or record index (JSON): silently dropping data would change what a
+department's model learns without anyone noticing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from .openmind_schema import DATASET_INFO_KEYS
+from .openmind_template import DEFAULT_SYSTEM_PROMPT
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
     examples: list[Example]
     truncated: int = 0
     dropped: list[str] = field(default_factory=list)  # sources with no answer token left after cutoff_len
+    own_system: list[str] = field(default_factory=list)  # sources with their own system prompt (openMind drops it)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -105,17 +110,7 @@ def _load_dataset_info(paths: Sequence[str]) -> dict[str, tuple[dict[str, Any], 
     return entries
 
 
-def _data_files(entry: dict[str, Any], info_path: Path, name: str) -> tuple[Path, ...]:
-    if entry.get("hub_url") and not entry.get("local_path"):
-        raise DatasetError(f"{info_path}: dataset {name!r} only has hub_url; nothing is downloaded here, "
-                           "set local_path to a local file or directory")
-    if not entry.get("local_path"):
-        raise DatasetError(f"{info_path}: dataset {name!r} needs local_path")
-    local = Path(entry["local_path"]).expanduser()
-    if not local.is_absolute():  # relative paths are read next to the dataset_info file
-        local = info_path.parent / local
-    if entry.get("file_name"):
-        local = local / entry["file_name"] if local.is_dir() else local.parent / entry["file_name"]
+def _data_files_in(local: Path, info_path: Path, name: str) -> tuple[Path, ...]:
     if local.is_dir():
         files = tuple(sorted(p for p in local.iterdir() if p.suffix in DATA_SUFFIXES))
         if not files:
@@ -126,6 +121,36 @@ def _data_files(entry: dict[str, Any], info_path: Path, name: str) -> tuple[Path
     if local.suffix not in DATA_SUFFIXES:
         raise DatasetError(f"{info_path}: dataset {name!r}: {local.name} is not .json or .jsonl")
     return (local,)
+
+
+def _data_files(entry: dict[str, Any], info_path: Path, name: str) -> tuple[Path, ...]:
+    """openMind's form: ``local_path`` a directory, as given (absolute or from the current directory),
+    ``file_name`` a file in it. The old m1-ascend form (a file, or a path next to the dataset_info
+    file or with ``~``), which openmind-cli cannot read, still works with a deprecation warning."""
+    if entry.get("hub_url") and not entry.get("local_path"):
+        raise DatasetError(f"{info_path}: dataset {name!r} only has hub_url; nothing is downloaded here, "
+                           "set local_path to a local directory (and file_name)")
+    if not entry.get("local_path"):
+        raise DatasetError(f"{info_path}: dataset {name!r} needs local_path")
+    local, file_name = Path(entry["local_path"]), entry.get("file_name")
+    if local.is_dir():
+        return _data_files_in(local / file_name if file_name else local, info_path, name)
+    legacy = local.expanduser()
+    if not legacy.is_absolute() and not legacy.exists():
+        legacy = info_path.parent / legacy
+    if file_name:
+        legacy = legacy / file_name if legacy.is_dir() else legacy.parent / file_name
+    if not legacy.exists():
+        raise DatasetError(f"{info_path}: dataset {name!r}: local_path {entry['local_path']!r} is not a directory "
+                           "(openMind reads local_path as a directory, from the current directory, and file_name in it)")
+    files = _data_files_in(legacy, info_path, name)
+    directory = (legacy if legacy.is_dir() else legacy.parent).resolve()
+    if directory.is_relative_to(Path.cwd()):
+        directory = directory.relative_to(Path.cwd())
+    suggestion = {"local_path": str(directory), **({"file_name": legacy.name} if legacy.is_file() else {})}
+    logger.warning("%s: dataset %r: local_path %r is the old m1-ascend form, which openmind-cli cannot read "
+                   "(deprecated); write %s", info_path, name, entry["local_path"], json.dumps(suggestion))
+    return files
 
 
 def resolve_datasets(dataset: str, custom_dataset_info: str | None) -> list[DatasetSpec]:
@@ -247,26 +272,66 @@ def sharegpt_messages(record: dict[str, Any], columns: dict[str, str | None], ta
 
 # ---------------------------------------------------------------- conversations -> tokens
 
-def tokenize_conversation(tokenizer: ChatTokenizer, messages: list[dict[str, str]], cutoff_len: int,
-                          source: str = "") -> tuple[Example, bool]:
-    """Chat-template tokens, with labels only on assistant answers and the final EOS.
+def conversation_pairs(tokenizer: ChatTokenizer, messages: list[dict[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(prompt, answer) ids per assistant turn: the tokens since the previous answer, then the answer and EOS.
 
-    Each answer's span is found by rendering the conversation up to its generation prompt and
-    up to its end, so the mask follows the template exactly. Returns (example, was_truncated).
+    Each span is cut from the chat template's own rendering (up to the generation prompt, up to
+    the end of the answer), so the split follows the template exactly.
     """
-    ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=False)) + [tokenizer.eos_token_id]
-    labels = [IGNORE_INDEX] * len(ids)
+    pairs, done = [], 0
     for i, message in enumerate(messages):
         if message["role"] == "assistant":
-            start = len(tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True))
-            end = len(tokenizer.apply_chat_template(messages[: i + 1], add_generation_prompt=False))
-            labels[start:end] = ids[start:end]
-    labels[-1] = ids[-1]
-    truncated = len(ids) > cutoff_len
-    return Example(ids[:cutoff_len], labels[:cutoff_len], source), truncated
+            prompt = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True)
+            full = tokenizer.apply_chat_template(messages[: i + 1], add_generation_prompt=False)
+            pairs.append((list(prompt[done:]), list(full[len(prompt):]) + [tokenizer.eos_token_id]))
+            done = len(full)
+    return pairs
 
 
-def build_dataset(specs: Sequence[DatasetSpec], tokenizer: ChatTokenizer, cutoff_len: int) -> SupervisedDataset:
+def fit_pairs(pairs: list[tuple[list[int], list[int]]], cutoff_len: int,
+              reserved_label_len: int = 1) -> list[tuple[list[int], list[int]]]:
+    """openMind 1.0.0's truncation (``Template._make_pairs``), so both trainers cut the same tokens.
+
+    Each pair gets the room left, split between prompt and answer in proportion to their lengths
+    (at least ``reserved_label_len`` answer tokens); both keep their heads; once ``cutoff_len`` is
+    used up, later pairs are dropped.
+    """
+    kept, total = [], 0
+    for source, target in pairs:
+        if total >= cutoff_len:
+            break
+        room = cutoff_len - total
+        # The same float expression as openMind's _infer_max_len, so the rounding matches too.
+        max_target = max(int(room * (len(target) / (len(source) + len(target)))), reserved_label_len)
+        max_source = room - min(max_target, len(target))
+        source, target = source[:max_source], target[:max_target]
+        total += len(source) + len(target)
+        kept.append((source, target))
+    return kept
+
+
+def tokenize_conversation(tokenizer: ChatTokenizer, messages: list[dict[str, str]], cutoff_len: int,
+                          source: str = "", reserved_label_len: int = 1) -> tuple[Example, bool]:
+    """Chat-template tokens, labelled only on answers and their EOS. Returns (example, was_truncated)."""
+    pairs = conversation_pairs(tokenizer, messages)
+    fitted = fit_pairs(pairs, cutoff_len, reserved_label_len)
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for prompt, answer in fitted:
+        input_ids += prompt + answer
+        labels += [IGNORE_INDEX] * len(prompt) + answer
+    return Example(input_ids, labels, source), fitted != pairs
+
+
+def with_system_prompt(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The default system prompt first, where the record has none (openMind's template always adds it)."""
+    if messages[0]["role"] == "system":
+        return messages
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *messages]
+
+
+def build_dataset(specs: Sequence[DatasetSpec], tokenizer: ChatTokenizer, cutoff_len: int,
+                  reserved_label_len: int = 1) -> SupervisedDataset:
     """Read, validate and tokenize every record of every dataset, in order."""
     dataset = SupervisedDataset(examples=[])
     for spec in specs:
@@ -281,7 +346,10 @@ def build_dataset(specs: Sequence[DatasetSpec], tokenizer: ChatTokenizer, cutoff
                     messages = alpaca_messages(record, spec.columns, where)
                 else:
                     messages = sharegpt_messages(record, spec.columns, spec.tags, where)
-                example, truncated = tokenize_conversation(tokenizer, messages, cutoff_len, where)
+                if messages[0]["role"] == "system" and messages[0]["content"] != DEFAULT_SYSTEM_PROMPT:
+                    dataset.own_system.append(where)
+                example, truncated = tokenize_conversation(tokenizer, with_system_prompt(messages), cutoff_len, where,
+                                                           reserved_label_len)
                 taken += 1
                 dataset.truncated += truncated
                 if all(label == IGNORE_INDEX for label in example.labels):
@@ -291,6 +359,10 @@ def build_dataset(specs: Sequence[DatasetSpec], tokenizer: ChatTokenizer, cutoff
     if dataset.dropped:
         logger.warning("%d record(s) have no answer token within cutoff_len=%d and are not trained on (first: %s)",
                        len(dataset.dropped), cutoff_len, dataset.dropped[0])
+    if dataset.own_system:
+        logger.warning("%d record(s) set their own system prompt, which m1-ascend finetune trains with; openmind-cli "
+                       "1.0.0 ignores it and uses %r instead (first: %s)", len(dataset.own_system),
+                       DEFAULT_SYSTEM_PROMPT, dataset.own_system[0])
     if not dataset.examples:
         raise DatasetError("no trainable examples: every record is empty or cut off before its answer")
     return dataset

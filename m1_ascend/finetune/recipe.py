@@ -42,6 +42,9 @@ UNSUPPORTED_VALUES: dict[str, tuple[Any, str]] = {
     "gradient_checkpointing": (False, "the Baichuan-M1 implementation has no gradient checkpointing yet"),
 }
 
+# Paths openMind reads as given (from the current directory, no '~'); this runner expands '~' too.
+PATH_KEYS = ("model_name_or_path", "custom_dataset_info", "output_dir")
+
 # openMind/transformers-4.45 keys that newer transformers dropped, and how this runner honours them.
 TRANSLATED_KEYS = {"warmup_ratio", "overwrite_output_dir", "save_safetensors"}
 
@@ -82,9 +85,26 @@ class Recipe:
     def cutoff_len(self) -> int:
         return int(self.get("cutoff_len", 1024))
 
+    @property
+    def reserved_label_len(self) -> int:
+        return int(self.get("reserved_label_len", 1))
+
     def extension_keys(self) -> list[str]:
         """Keys openmind-cli would reject (m1-ascend-only options)."""
         return [k for k in self.values if not is_openmind_key(k)]
+
+    def openmind_notes(self) -> list[str]:
+        """What would stop ``openmind-cli train`` on this recipe although ``m1-ascend finetune`` runs it."""
+        notes = []
+        if self.extension_keys():
+            notes.append(f"{', '.join(self.extension_keys())}: m1-ascend-only keys; openmind-cli would reject them")
+        for key in PATH_KEYS:
+            if any(part.strip().startswith("~") for part in str(self.get(key) or "").split(",")):
+                notes.append(f"{key}: openmind-cli does not expand '~' (it would look the path up on its model hub "
+                             "or create a folder named '~'); write an absolute path")
+        if self.get("trust_remote_code") is not True:
+            notes.append("trust_remote_code is not true: openmind-cli cannot load Baichuan-M1's code without it")
+        return notes
 
     def training_arguments(self, available: set[str]) -> dict[str, Any]:
         """The transformers ``TrainingArguments`` keyword arguments, for the installed transformers.

@@ -39,6 +39,7 @@ class FinetuneResult:
     loss_before: float | None = None  # mean loss over (up to) the first examples, before and after training
     loss_after: float | None = None
     num_examples: int = 0
+    main_process: bool = True  # the rank that wrote output_dir (only it should judge the files)
 
 
 class M1Trainer(Trainer):
@@ -159,7 +160,7 @@ def run_finetune(recipe: Recipe, callbacks: Sequence[TrainerCallback] = (), meas
 
     tokenizer = M1Tokenizer.from_pretrained(model_dir)
     dataset = build_dataset(resolve_datasets(recipe.get("dataset"), recipe.get("custom_dataset_info")),
-                            tokenizer, recipe.cutoff_len)
+                            tokenizer, recipe.cutoff_len, recipe.reserved_label_len)
     logger.info("%d examples, %d tokens (%d truncated to cutoff_len=%d)", len(dataset), dataset.num_tokens(),
                 dataset.truncated, recipe.cutoff_len)
 
@@ -202,4 +203,5 @@ def run_finetune(recipe: Recipe, callbacks: Sequence[TrainerCallback] = (), meas
         loss_before=loss_before,
         loss_after=loss_after,
         num_examples=len(dataset),
+        main_process=trainer.is_world_process_zero(),
     )
