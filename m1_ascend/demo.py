@@ -5,6 +5,8 @@ layout (sharded safetensors + index + ``config.json`` + ``tokenizer.model`` +
 ``tokenizer_config.json`` + ``generation_config.json``): the ``demo`` preset geometry, a
 SentencePiece BPE tokenizer trained on ``demo_corpus`` with the role tokens at the real ids
 71..76, and a short training run on the corpus in the chat layout so greedy replies are words.
+It also carries what ``export-hf-code`` writes (``trust_remote_code`` model and tokenizer files),
+so transformers' Auto classes and openMind load it like a prepared real checkpoint.
 Everything is seeded, so a build is reproducible on the same machine.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import io
 import json
 import os
@@ -27,13 +30,14 @@ import torch
 from .checkpoint import save_checkpoint
 from .config import preset_config
 from .demo_corpus import DEFAULT_SYSTEM_PROMPT, QA_PAIRS, corpus_lines
+from .finetune.hf_code import export_hf_code
 from .modeling import BaichuanM1ForCausalLM
 from .tokenizer import DEFAULT_CHAT_TEMPLATE, DEFAULT_ROLE_TOKEN_IDS, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, M1Tokenizer
 from .weights import write_manifest
 
 DEMO_ENV = "M1_ASCEND_DEMO_DIR"
 # Bump when the build recipe changes, so existing demo directories are rebuilt.
-DEMO_FORMAT = 1
+DEMO_FORMAT = 2
 DEMO_MARKER = "m1_ascend_demo.json"
 DEMO_TRAIN_STEPS = 100
 DEMO_SHARD_SIZE = "5MB"
@@ -167,8 +171,20 @@ def build_demo_checkpoint(output_dir: str | Path | None = None, seed: int = 0, f
         if not force and is_complete(target, seed, train_steps):  # a concurrent build just finished it
             report(f"demo checkpoint already complete at {target}")
             return target
+        _remove_stale_builds(target)
         _build(target, seed, train_steps, report)
     return target
+
+
+def _remove_stale_builds(target: Path) -> None:
+    """Staging and retired folders of ``target`` left by interrupted builds (a killed server, say).
+
+    Called under the build lock: every build of ``target`` holds it while its folders exist, so
+    none of these belongs to a live build.
+    """
+    for pattern in (f".{glob.escape(target.name)}.building-*", f".{glob.escape(target.name)}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -205,6 +221,7 @@ def _build(target: Path, seed: int, train_steps: int, report: Progress) -> None:
         model.generation_config.pad_token_id = UNK_ID
         model.generation_config.bos_token_id = BOS_ID
         save_checkpoint(model, staging, max_shard_size=DEMO_SHARD_SIZE)
+        export_hf_code(staging)
         marker = _marker(seed, train_steps) | {"final_loss": None if loss is None else round(loss, 4)}
         (staging / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
         # The server verifies weights at start-up; the demo ships its manifest like a real install.

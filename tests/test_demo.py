@@ -36,6 +36,10 @@ def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
 def test_official_layout(demo_dir: Path) -> None:
     names = {p.name for p in demo_dir.iterdir()}
     assert {"config.json", INDEX_FILE, "generation_config.json", "tokenizer.model", "tokenizer_config.json"} <= names
+    # What export-hf-code writes, so AutoTokenizer and openMind load the demo with trust_remote_code.
+    assert {"configuration_baichuan.py", "modeling_baichuan.py", "tokenization_baichuan_m1.py"} <= names
+    assert json.loads((demo_dir / "tokenizer_config.json").read_text())["auto_map"] == {
+        "AutoTokenizer": ["tokenization_baichuan_m1.BaichuanM1Tokenizer", None]}
     assert len(list(demo_dir.glob("model-*-of-*.safetensors"))) > 1
     config = load_config(demo_dir)
     validate_checkpoint(demo_dir, config)
@@ -110,6 +114,36 @@ def test_a_concurrent_build_waits_and_reuses_the_result(tmp_path: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_UN)
     waiter.join(timeout=60)
     assert messages[-1] == f"demo checkpoint already complete at {target}"  # no second build
+
+
+def test_the_next_build_removes_folders_of_interrupted_builds(tmp_path: Path) -> None:
+    """A server stopped mid-build leaves its staging folder; the next build of that target clears it."""
+    for leftover in (".demo.building-0badf00d", ".demo.old-0badf00d"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "model-00001-of-00004.safetensors").write_bytes(b"half written")
+    (tmp_path / ".other.building-0badf00d").mkdir()  # another target's: not this build's business
+    build_demo_checkpoint(tmp_path / "demo", train_steps=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".demo.lock", ".other.building-0badf00d", "demo"]
+
+
+def test_a_live_builds_folder_is_left_alone_until_its_lock_is_free(tmp_path: Path) -> None:
+    target, live = tmp_path / "demo", tmp_path / ".demo.building-live"
+    messages: list[str] = []
+    waiter = threading.Thread(target=build_demo_checkpoint, args=(target,),
+                              kwargs={"train_steps": 0, "progress": messages.append})
+    with (tmp_path / ".demo.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is building into `live`
+        live.mkdir()
+        (live / "tokenizer.model").write_bytes(b"in progress")
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert messages == [f"waiting for another process building {target}"]
+        assert (live / "tokenizer.model").read_bytes() == b"in progress"  # untouched while its build lives
+        fcntl.flock(lock, fcntl.LOCK_UN)  # ...and that process dies without cleaning up
+    waiter.join(timeout=600)
+    assert not live.exists() and (target / DEMO_MARKER).is_file()
 
 
 def test_refuses_to_overwrite_a_directory_that_is_not_a_demo(tmp_path: Path) -> None:
