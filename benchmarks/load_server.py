@@ -9,9 +9,13 @@ reached, and every request is classified:
 
 Reports throughput (requests/s, generated tokens/s), p50/p99 time to first token and end-to-end
 latency, as seen by the clients. Without ``--url`` it starts a server itself (in this process, on
-loopback) on the demo checkpoint or ``--model-dir``.
+loopback) on the demo checkpoint or ``--model-dir``. ``--overheads`` runs the same load four times
+against the same server, unconstrained, with a ``json_schema`` response format, with
+``logprobs``/``top_logprobs=5``, and with ``n=2``, and prints each variant's tokens/s relative to
+the unconstrained run.
 
     python benchmarks/load_server.py --concurrency 16 --requests 64 --max-tokens 32
+    python benchmarks/load_server.py --overheads --concurrency 16 --requests 32 --max-tokens 64 --ignore-eos
     python benchmarks/load_server.py --url http://10.0.0.5:8000 --api-key "$KEY" --model Baichuan-M1-14B-Instruct
 """
 
@@ -30,6 +34,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
+# Request fields of each --overheads variant (on top of the plain streaming chat request).
+TRIAGE_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["summary", "urgency", "follow_up"],
+                 "properties": {"summary": {"type": "string"}, "urgency": {"type": "integer"},
+                                "follow_up": {"type": "boolean"}}}
+VARIANTS: dict[str, dict] = {
+    "free": {},
+    "json_schema": {"response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "triage", "strict": True, "schema": TRIAGE_SCHEMA}}},
+    "logprobs": {"logprobs": True, "top_logprobs": 5},
+    "n2": {"n": 2},
+}
 
 # Synthetic, patient-free questions.
 QUESTIONS = [
@@ -101,7 +117,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
                 if chunk.get("usage"):
                     tokens = chunk["usage"]["completion_tokens"]
                 for choice in chunk["choices"]:
-                    if ttft is None and choice["delta"].get("content"):
+                    if ttft is None and (choice["delta"].get("content") or choice["delta"].get("tool_calls")):
                         ttft = time.perf_counter() - started
                     finish = choice["finish_reason"] or finish
     except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -113,7 +129,8 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
 
 
 async def run_load(base_url: str, api_key: str | None, model: str, concurrency: int, total: int,
-                   max_tokens: int, temperature: float, verify: bool = True, ignore_eos: bool = False) -> Report:
+                   max_tokens: int, temperature: float, verify: bool = True, ignore_eos: bool = False,
+                   extra: dict | None = None) -> Report:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url}/v1/chat/completions"
     counter = iter(range(total))
@@ -125,7 +142,7 @@ async def run_load(base_url: str, api_key: str | None, model: str, concurrency: 
             for i in counter:
                 body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
                         "max_tokens": max_tokens, "temperature": temperature, "seed": i, "ignore_eos": ignore_eos,
-                        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+                        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], **(extra or {})}
                 results.append(await one_request(client, url, body))
 
         started = time.perf_counter()
@@ -206,19 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--ignore-eos", action="store_true", help="generate exactly --max-tokens (vLLM extension)")
+    parser.add_argument("--overheads", action="store_true",
+                        help="compare json_schema, logprobs and n=2 against unconstrained requests, same server")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
 
+    variants = VARIANTS if args.overheads else {"free": {}}
+    reports = {}
     with (local_server(args.model_dir, args.max_num_seqs, args.max_queue) if args.url is None
           else remote_server(args.url, args.api_key, not args.insecure)) as (url, served):
-        report = asyncio.run(run_load(url, args.api_key, args.model or served, args.concurrency, args.requests,
-                                      args.max_tokens, args.temperature, verify=not args.insecure,
-                                      ignore_eos=args.ignore_eos))
-    text = json.dumps(asdict(report), indent=2)
+        for name, extra in variants.items():
+            reports[name] = asyncio.run(run_load(url, args.api_key, args.model or served, args.concurrency,
+                                                 args.requests, args.max_tokens, args.temperature,
+                                                 verify=not args.insecure, ignore_eos=args.ignore_eos, extra=extra))
+    result = {name: asdict(r) for name, r in reports.items()} if args.overheads else asdict(reports["free"])
+    text = json.dumps(result, indent=2)
     print(text)
+    if args.overheads:
+        base = reports["free"].tokens_per_s
+        for name, report in reports.items():
+            print(f"{name:12s} {report.tokens_per_s:8.1f} tokens/s  {report.tokens_per_s / base:.2f}x of free")
     if args.json:
         args.json.write_text(text + "\n")
-    clean = report.outcomes.get("error", 0) == 0
+    clean = all(r.outcomes.get("error", 0) == 0 for r in reports.values())
     print("every request completed or got a clean 429" if clean else "SOME REQUESTS FAILED", file=sys.stderr)
     return 0 if clean else 1
 

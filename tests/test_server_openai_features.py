@@ -195,6 +195,25 @@ def test_completion_echo_logprobs_cover_the_prompt(client, tokenizer, tiny_model
         assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
 
 
+def test_lm_eval_style_loglikelihood_batch(client, tokenizer, tiny_model):
+    """The payload lm-eval's local-completions sends for multiple-choice tasks, and its reading of the answer."""
+    context = tokenizer.encode("Fever is a sign of")
+    options = [tokenizer.encode(" infection"), tokenizer.encode(" health")]
+    reply = client.completions.create(model=MODEL, prompt=[context + o for o in options], max_tokens=1,
+                                      temperature=0, logprobs=1, echo=True, seed=1234)
+    for option, choice in zip(options, reply.choices, strict=True):
+        lp = choice.logprobs
+        continuation = slice(len(context), len(context) + len(option))  # the generated token is last
+        score = sum(lp.token_logprobs[continuation])
+        greedy = all(max(top.values()) == value for top, value in zip(lp.top_logprobs[continuation],
+                                                                      lp.token_logprobs[continuation], strict=True))
+        ids = context + option
+        reference = reference_logprobs(tiny_model, ids)
+        expected = sum(reference[t - 1, ids[t]].item() for t in range(len(context), len(ids)))
+        assert score == pytest.approx(expected, abs=1e-3)
+        assert greedy == all(reference[t - 1].argmax().item() == ids[t] for t in range(len(context), len(ids)))
+
+
 # -- n, penalties, bias, batches -----------------------------------------------------------------------------
 
 def test_n_choices_have_their_own_seed_streams(client):

@@ -36,6 +36,12 @@ JSON_OPTIONS = {"whitespace_flexible": False}
 CACHE_SIZE = 256
 # Forcing is only planned in the last this-many tokens of a budget (planning costs one mask per token of the plan).
 PLAN_HORIZON = 64
+# Once a plan says closing takes L tokens, planning again waits until the budget is within L + this
+# (a single token rarely lengthens the way out by more), or PLAN_HORIZON // 4 steps have passed.
+PLAN_SLACK = 12
+# Forcing starts while this many tokens are still spare: one free token can lengthen the way out
+# (a backslash in a string needs the escaped character, ``\u`` four hex digits more).
+FORCE_MARGIN = 6
 _CLOSERS = frozenset(b'"]}')
 _SHORT_LITERALS = frozenset([b"0", b"1", b"true", b"false", b"null", b"[", b"{"])
 
@@ -53,7 +59,7 @@ class GrammarSpec:
 
     @classmethod
     def json_schema(cls, schema: dict[str, Any]) -> GrammarSpec:
-        return cls("json_schema", json.dumps(schema, sort_keys=True, separators=(",", ":")))
+        return cls("json_schema", json.dumps(schema, separators=(",", ":")))  # key order = output order
 
     @classmethod
     def json_object(cls) -> GrammarSpec:
@@ -169,6 +175,12 @@ class GrammarState:
     def __init__(self, compiler: GrammarCompiler, matcher: Any) -> None:
         self.compiler = compiler
         self.matcher = matcher
+        # The closing path from the current state (None: not planned, or the model left it); the path is a
+        # function of the state, so after taking its first id the rest is still exact and is reused.
+        self._plan: list[int] | None = None
+        self._plan_ends = False
+        self._planned_len: int | None = None  # length of the last plan (PLAN_HORIZON if it did not end)
+        self._since_plan = 0
 
     @property
     def finished(self) -> bool:
@@ -181,6 +193,7 @@ class GrammarState:
     def accept(self, token: int) -> None:
         if not self.matcher.consume_token(token):
             raise RuntimeError(f"token {token} violates the grammar ({self.matcher.get_error()})")
+        self._plan = self._plan[1:] if self._plan and self._plan[0] == token else None
 
     def _closing_choice(self, matcher: Any, row: np.ndarray) -> int:
         matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
@@ -194,16 +207,32 @@ class GrammarState:
         """The closing id to emit now if ``remaining`` tokens are just enough to end the output, else None."""
         if remaining > PLAN_HORIZON:
             return None
+        if self._plan is None:
+            self._since_plan += 1
+            far = self._planned_len is not None and remaining > self._planned_len + PLAN_SLACK
+            if far and self._since_plan < PLAN_HORIZON // 4:
+                return None
+            self._plan, self._plan_ends = self._closing_path()
+            self._planned_len = len(self._plan) if self._plan_ends else PLAN_HORIZON
+            self._since_plan = 0
+        if not self._plan:
+            return None
+        if self._plan_ends and len(self._plan) + FORCE_MARGIN < remaining:
+            return None
+        return self._plan[0]  # just enough tokens left, or too few: close as far as possible
+
+    def _closing_path(self) -> tuple[list[int], bool]:
+        """The closing choices from here, up to PLAN_HORIZON ids, and whether they end the output."""
         probe = self.matcher.deep_copy()
         row = np.empty((self.compiler.vocab_size + 31) // 32, dtype=np.int32)
-        first = None
-        for steps in range(1, remaining + 1):
+        path: list[int] = []
+        while len(path) < PLAN_HORIZON:
             token = self._closing_choice(probe, row)
-            first = token if first is None else first
+            path.append(token)
             probe.consume_token(token)
             if token in self.compiler.stop_token_ids or probe.is_stopped():
-                return first if steps >= remaining else None
-        return first  # cannot close in time: close as far as possible
+                return path, True
+        return path, False
 
 
 def grammar_mask(states: Sequence[GrammarState], vocab_size: int) -> torch.Tensor:

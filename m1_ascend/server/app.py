@@ -202,13 +202,13 @@ def _token_texts(state: ServerState) -> TokenTexts:
     return state.token_texts
 
 
-def _compile(state: ServerState, grammar: GrammarSpec | None, param: str) -> GrammarSpec | None:
+async def _compile(state: ServerState, grammar: GrammarSpec | None, param: str) -> GrammarSpec | None:
     """Compile (and cache) a grammar before admission, so a bad schema is a 400 naming the field."""
     if grammar is None:
         return None
     assert state.loaded is not None
-    try:
-        state.loaded.engine.grammar_compiler.compile(grammar)
+    try:  # a large schema can take a while: off the event loop
+        await asyncio.to_thread(state.loaded.engine.grammar_compiler.compile, grammar)
     except GrammarError as exc:
         raise ApiError(400, f"Invalid '{param}': {exc}.", param=param, code="invalid_schema") from None
     return grammar
@@ -279,9 +279,9 @@ async def chat_completions(request: Request) -> Response:
     except ValueError as exc:  # wrong role order, template failure: the message names the message index
         raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
     if tools is not None and (grammar := tool_grammar(tools, tool_choice, body.parallel_tool_calls is not False)):
-        grammar = _compile(state, grammar, "tools")
+        grammar = await _compile(state, grammar, "tools")
     else:
-        grammar = _compile(state, _response_grammar(body), "response_format")
+        grammar = await _compile(state, _response_grammar(body), "response_format")
     params = build_sampling_params(body, len(prompt_ids), served.max_model_len, "messages", grammar,
                                    logprobs=body.num_logprobs)
     fmt = ChatFormat(request.state.request_id, body.model, _token_texts(state), bool(body.logprobs), tools,
