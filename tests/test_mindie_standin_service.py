@@ -132,6 +132,40 @@ def test_attention_registry_and_soc_layout_rules(mindie: None):
         True, True, True, False, False]
 
 
+def test_tg_model_inputs(mindie: None):
+    """What the TG sends per step (tg_infer_context_store.py:514-571, batch_context.py:866-945, input_metadata.py:170-187)."""
+    from mindie_llm.text_generator.generator import _compose_model_inputs, _TGSequence
+
+    sequences = [_TGSequence(list(range(1, 131)), [4, 2]), _TGSequence([7, 8, 9], [0])]
+    prefill = _compose_model_inputs(sequences, True, 128, lambda ids: range(len(ids)))
+    assert prefill.block_tables.tolist() == [[4, 2], [0, -1]] and prefill.block_tables.dtype == "int32"
+    assert prefill.context_length.tolist() == [130, 3] and prefill.context_length.dtype == "int32"
+    assert prefill.prefill_head_indices.tolist() == [129, 132] and prefill.max_seq_len == 130
+    assert prefill.slots[[0, 127, 128, 129, 130, 132]].tolist() == [512, 639, 256, 257, 0, 2]
+    warmup = _compose_model_inputs(sequences, True, 128, lambda ids: range(len(ids)), warmup=True)
+    assert warmup.slots[0] == 0 and (warmup.slots[1:] == -1).all()  # only the batch's first token writes
+    decode = _compose_model_inputs(sequences, False, 128, lambda ids: range(len(ids)))
+    assert (decode.input_ids.tolist(), decode.position_ids.tolist(), decode.slots.tolist()) == ([130, 9], [129, 2],
+                                                                                               [257, 2])
+    assert decode.context_length.tolist() == [130, 3] and decode.prefill_head_indices is None
+
+
+def test_quantization_is_rediscovered_from_the_model_directory(mindie: None, checkpoints: dict[str, Path], tmp_path: Path):
+    """mindie_llm_config.py:78-120: quant_config is whatever msModelSlim description files the directory holds."""
+    import shutil
+
+    from mindie_llm.runtime.config.mindie_llm_config import MindIELLMConfig
+
+    directory = shutil.copytree(checkpoints["toy"], tmp_path / "model")
+    assert MindIELLMConfig(str(directory), None, None, None, quant_config="ignored").quant_config is None
+    (directory / "quant_model_description.json").write_text("{}")
+    with pytest.raises(NotImplementedError, match="quantized weights"):
+        MindIELLMConfig(str(directory), None, None, None)
+    (directory / "quant_model_description_w8a8.json").write_text("{}")
+    with pytest.raises(ValueError, match="multiple config files"):
+        MindIELLMConfig(str(directory), None, None, None)
+
+
 def test_serves_through_warmup_capture_and_graph_replays(mindie: None, checkpoints: dict[str, Path]):
     from mindie_llm.runtime.layers.attention import get_global_attn_dict
     from mindie_llm.runtime.model_runner.input_buffer import input_buffer
@@ -149,7 +183,13 @@ def test_serves_through_warmup_capture_and_graph_replays(mindie: None, checkpoin
         for holder, (key, value) in zip(pairs, service.npu_cache, strict=True):
             assert holder.key_cache is key and holder.value_cache is value and key.shape == (24, 128, 1, 32)
             assert key.isnan().all() and value.isnan().all()
-        assert input_buffer.get("slot_mapping")[:16].eq(-1).all() and input_buffer.get("seq_lens").eq(0).all()
+        assert [d.num_tokens for d in service.runner.model.graphs] == [16, 8, 4, 2, 1]  # captured largest first
+        buffers = {key: input_buffer.get(key) for key in ("input_ids", "position_ids", "slot_mapping", "seq_lens",
+                                                         "block_tables")}
+        assert {k: (tuple(v.shape), v.dtype) for k, v in buffers.items()} == {
+            "input_ids": ((16,), torch.int32), "position_ids": ((16,), torch.int64), "slot_mapping": ((16,), torch.int32),
+            "seq_lens": ((16,), torch.int32), "block_tables": ((16, 2 + 5), torch.int32)}  # ceil(256 / 128) + 5
+        assert buffers["slot_mapping"].eq(-1).all() and all(buffers[k].eq(0).all() for k in buffers if k != "slot_mapping")
 
         groups = [(3, 0, 12), (2, 3, 10), (4, 6, 6), (8, 9, 3)]  # (count, arrival step, max new tokens)
         lengths = iter([5, 9, 17, 3, 12, 20, 4, 8, 6, 11, 7, 13, 2, 15, 9, 10, 6])
@@ -230,6 +270,24 @@ def test_prefill_role_runs_eagerly_and_reads_of_unwritten_cache_show_as_nan(mind
 def test_loader_needs_model_config(mindie: None, checkpoints: dict[str, Path]):
     with pytest.raises(AttributeError, match="object has no attribute 'config'"):
         toy_service(checkpoints["no_config"], num_blocks=8)
+
+
+def test_weight_files_follow_the_index_and_names_are_unique(mindie: None, checkpoints: dict[str, Path], tmp_path: Path):
+    """weight_utils.py:59-112: ``*.safetensors`` filtered by the index's weight_map; a name lives in one file."""
+    import shutil
+
+    from mindie_llm.runtime.utils.loader.weight_utils import WeightsFileHandler
+    from safetensors.torch import save_file
+
+    directory = shutil.copytree(checkpoints["toy"], tmp_path / "model")
+    save_file({"lm_head.weight": torch.zeros(1)}, str(directory / "stray.safetensors"))  # not in the index
+    handler = WeightsFileHandler(str(directory), ".safetensors")
+    assert handler.get_tensor("lm_head.weight").shape == (64, 64)
+    with pytest.raises(ValueError, match="Weight file was not found for tensor named with nope."):
+        handler.get_tensor("nope")
+    (directory / "model.safetensors.index.json").unlink()
+    with pytest.raises(ValueError, match="Weight was found in multiple files."):
+        WeightsFileHandler(str(directory), ".safetensors")
 
 
 def test_loader_reuses_parameters_by_name_for_the_life_of_the_process(mindie: None, checkpoints: dict[str, Path]):
