@@ -33,7 +33,8 @@ def reset_process_state() -> None:
     MindIE keeps module-level state for the life of the process: the attention registry, the
     loader's parameter dict (which aliases parameters of a second model with the same names), the
     forward context, the static input buffers, the graph pool and capture flag, the parallel-info
-    manager. A harness that stands for one MindIE process calls this before building it.
+    manager, ``ENV.model_runner_exp``. A harness that stands for one MindIE process calls this before
+    building it.
     """
     from mindie_llm.runtime.compilation import aclgraph_backend
     from mindie_llm.runtime.layers import attention
@@ -41,6 +42,7 @@ def reset_process_state() -> None:
     from mindie_llm.runtime.model_runner.input_buffer import input_buffer
     from mindie_llm.runtime.utils import distributed
     from mindie_llm.runtime.utils.loader import default_model_loader
+    from mindie_llm.utils.env import ENV
 
     attention._global_attn_dict = None
     default_model_loader._global_param_dict = None
@@ -50,3 +52,4 @@ def reset_process_state() -> None:
     aclgraph_backend.set_global_graph_memory_pool(None)
     aclgraph_backend.set_aclgraph_capturing_enabled(False)
     distributed.set_parallel_info_manager(None)
+    ENV.model_runner_exp = False
