@@ -49,6 +49,8 @@ class PagedAttentionMetadata:
     metadata once and reuse them for every layer while the epoch is unchanged. Metadata built
     fresh per step gets a fresh epoch; static metadata refilled in place calls ``advance()``.
     ``host_lengths``, when set, are used instead of reading lengths back from the device.
+    ``epoch_source``, a host int64 scalar tensor, stands for ``epoch`` when the metadata is built
+    inside a compiled graph, where a Python int would be frozen at compile time.
     """
 
     cu_seqlens_q: torch.Tensor  # int32 [S + 1]
@@ -60,6 +62,11 @@ class PagedAttentionMetadata:
     max_context_len: int
     epoch: int = field(default_factory=lambda: next(_epochs))
     host_lengths: HostLengths | None = None
+    epoch_source: torch.Tensor | None = None
+
+    @property
+    def current_epoch(self) -> int:
+        return self.epoch if self.epoch_source is None else int(self.epoch_source)
 
     def advance(self) -> None:
         """Mark the tensors as refilled: plans derived from the old contents are stale."""

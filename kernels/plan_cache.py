@@ -34,7 +34,7 @@ class PlanCache(Generic[Plan]):
     def _stamp(meta: PagedAttentionMetadata) -> tuple:
         tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables, meta.slot_mapping)
         return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (
-            meta.block_size, meta.epoch)
+            meta.block_size, meta.current_epoch)
 
     def get(self, meta: PagedAttentionMetadata, window: int | None) -> Plan:
         stamp = self._stamp(meta)

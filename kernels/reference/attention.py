@@ -15,7 +15,12 @@ longest sequence:
   in plain fp32 torch), and a batch of tiles holds at most ``MAX_PAIRS`` query-key pairs per key
   tile, so the scratch memory of one call is bounded whatever the context length: about
   ``MAX_PAIRS x heads x 8`` bytes of fp32 scores and probabilities (80 MiB for the 14B's 40-head
-  layers), plus the gathered keys and values of one key tile.
+  layers), plus the gathered keys and values of one key tile. The step's plan (index and mask
+  tensors, shared by every layer) holds one bool per query-key pair of the step.
+
+Inside a compiled decode graph (``torch.compile``) the paged path runs as one opaque operator,
+``m1_ascend::reference_paged_attention``: its cost depends on lengths known only at run time, which
+a static graph cannot express, so it stays eager while everything around it is compiled.
 """
 
 from __future__ import annotations
@@ -105,10 +110,23 @@ class TileBatch:
     k_slots: torch.Tensor  # int64 [n, num_keys]: cache slot of each key (padding: a real slot)
     k_pos: torch.Tensor  # int64 [n, num_keys]
     k_valid: torch.Tensor  # bool [n, num_keys]
+    visible: torch.Tensor  # bool [n, rows, num_keys]: the visibility rule, made once per step for every layer
+    out_rows: torch.Tensor  # int64: the flat query row of each real entry of the result, in result order
+    real: torch.Tensor  # int64: where those real entries sit in the flattened ``[n * rows]`` result
 
     @property
     def num_keys(self) -> int:
         return self.k_slots.shape[1]
+
+
+@dataclass
+class StepPlan:
+    """Everything a layer's attention derives from the step's metadata, made once for every layer."""
+
+    batches: list[TileBatch]
+    write_rows: torch.Tensor | None  # rows whose slot is >= 0 (None: all of them)
+    write_slots: torch.Tensor  # int64 slots of those rows
+    in_order: bool  # one batch whose result rows are exactly the query rows 0..N-1
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,7 @@ def _tiles(cu: list[int], ctx: list[int], window: int | None) -> list[_Tile]:
     return tiles
 
 
-def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int) -> TileBatch:
+def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int, window: int | None) -> TileBatch:
     device = block_tables.device
     rows = max(t.rows for t in tiles)
     num_keys = max(t.span for t in tiles)
@@ -156,7 +174,22 @@ def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int) -> T
     safe_pos = torch.where(k_valid, k_pos, key_start)
     seqs = torch.tensor([t.seq for t in tiles], device=device)[:, None]
     blocks = block_tables.long()[seqs, safe_pos // block_size]
-    return TileBatch(q_index, q_valid, first_pos + offsets, blocks * block_size + safe_pos % block_size, k_pos, k_valid)
+    q_pos = first_pos + offsets
+    visible = visibility_mask(q_pos, k_pos, k_valid, window)
+    visible |= ~visible.any(dim=-1, keepdim=True)  # rows that see nothing (empty padding rows): finite garbage
+    real = q_valid.flatten().nonzero().squeeze(1)
+    return TileBatch(q_index, q_valid, q_pos, blocks * block_size + safe_pos % block_size, k_pos, k_valid, visible,
+                     q_index.flatten()[real], real)
+
+
+def plan_step(meta: PagedAttentionMetadata, window: int | None) -> StepPlan:
+    batches = plan_tiles(meta, window)
+    slots = meta.slot_mapping.long()
+    padding = bool((slots < 0).any())
+    write_rows = (slots >= 0).nonzero().squeeze(1) if padding else None
+    n_tokens = slots.shape[0]
+    in_order = len(batches) == 1 and batches[0].out_rows.equal(torch.arange(n_tokens, device=slots.device))
+    return StepPlan(batches, write_rows, slots if write_rows is None else slots[write_rows], in_order)
 
 
 def plan_tiles(meta: PagedAttentionMetadata, window: int | None) -> list[TileBatch]:
@@ -169,34 +202,35 @@ def plan_tiles(meta: PagedAttentionMetadata, window: int | None) -> list[TileBat
     for group in by_span.values():
         pairs = max(t.rows for t in group) * min(KEY_TILE, max(t.span for t in group))
         step = max(1, MAX_PAIRS // pairs)
-        batches += [_batch(group[i:i + step], meta.block_tables, meta.block_size) for i in range(0, len(group), step)]
+        batches += [_batch(group[i:i + step], meta.block_tables, meta.block_size, window)
+                    for i in range(0, len(group), step)]
     return batches
 
 
-_plans: PlanCache[list[TileBatch]] = PlanCache(plan_tiles)
+_plans: PlanCache[StepPlan] = PlanCache(plan_step)
 
 
 def _attend(q: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor, batch: TileBatch,
-            n_kv: int, window: int | None, scale: float) -> torch.Tensor:
-    """Online-softmax attention of one tile batch; returns fp32 ``[n, rows, H, D]``."""
+            n_kv: int, scale: float) -> torch.Tensor:
+    """Attention of one tile batch (online softmax over key tiles); returns fp32 ``[n, rows, H, D]``."""
     n, rows = batch.q_index.shape
     n_heads, head_dim = q.shape[1], q.shape[2]
     group = n_heads // n_kv
     qg = q[batch.q_index].float().view(n, rows, n_kv, group, head_dim)
     flat_k = key_cache.view(-1, n_kv, head_dim)
     flat_v = value_cache.view(-1, n_kv, head_dim)
+    if batch.num_keys <= KEY_TILE:  # one key tile (every decode step of a short context): a plain softmax
+        scores = torch.einsum("nqkgd,nskd->nkgqs", qg, flat_k[batch.k_slots].float()) * scale
+        probs = torch.softmax(scores.masked_fill(~batch.visible[:, None, None], float("-inf")), dim=-1)
+        out = torch.einsum("nkgqs,nskd->nkgqd", probs, flat_v[batch.k_slots].float())
+        return out.permute(0, 3, 1, 2, 4).reshape(n, rows, n_heads, head_dim)
     peak = torch.full((n, n_kv, group, rows), float("-inf"), device=q.device)
     total = torch.zeros(n, n_kv, group, rows, device=q.device)
     acc = torch.zeros(n, n_kv, group, rows, head_dim, device=q.device)
-    q_pos = batch.q_pos[:, :, None]
     for start in range(0, batch.num_keys, KEY_TILE):
         keys = slice(start, start + KEY_TILE)
-        k_pos = batch.k_pos[:, None, keys]
-        visible = batch.k_valid[:, None, keys] & (k_pos <= q_pos)
-        if window is not None:
-            visible &= k_pos > q_pos - window
         scores = torch.einsum("nqkgd,nskd->nkgqs", qg, flat_k[batch.k_slots[:, keys]].float()) * scale
-        scores.masked_fill_(~visible[:, None, None], float("-inf"))
+        scores.masked_fill_(~batch.visible[:, None, None, :, keys], float("-inf"))
         new_peak = torch.maximum(peak, scores.amax(dim=-1))
         safe_peak = torch.where(torch.isinf(new_peak), 0.0, new_peak)  # rows with nothing visible yet
         probs = torch.exp(scores - safe_peak[..., None])
@@ -206,6 +240,44 @@ def _attend(q: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
         peak = new_peak
     out = acc / total.clamp(min=torch.finfo(torch.float32).tiny)[..., None]
     return out.permute(0, 3, 1, 2, 4).reshape(n, rows, n_heads, head_dim)
+
+
+def _paged_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    meta: PagedAttentionMetadata,
+    window: int | None,
+    scale: float,
+) -> torch.Tensor:
+    plan = _plans.get(meta, window)  # planned once per step and window, shared by every layer
+    rows = (k, v) if plan.write_rows is None else (k[plan.write_rows], v[plan.write_rows])
+    for cache, new in zip((key_cache, value_cache), rows, strict=True):
+        cache.view(-1, cache.shape[-1]).index_copy_(0, plan.write_slots, new.reshape(new.shape[0], -1).to(cache.dtype))
+    if plan.in_order:
+        return _attend(q, key_cache, value_cache, plan.batches[0], k.shape[1], scale).view(q.shape).to(q.dtype)
+    out = q.new_empty(q.shape)
+    for batch in plan.batches:
+        result = _attend(q, key_cache, value_cache, batch, k.shape[1], scale).flatten(0, 1)
+        out.index_copy_(0, batch.out_rows, result[batch.real].to(q.dtype))
+    return out
+
+
+@torch.library.custom_op("m1_ascend::reference_paged_attention", mutates_args=("key_cache", "value_cache"))
+def _paged_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_cache: torch.Tensor,
+                        value_cache: torch.Tensor, cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
+                        block_tables: torch.Tensor, slot_mapping: torch.Tensor, epoch: torch.Tensor, block_size: int,
+                        window: int, scale: float) -> torch.Tensor:
+    meta = PagedAttentionMetadata(cu_seqlens_q, context_lens, block_tables, slot_mapping, block_size, 0, 0,
+                                  epoch_source=epoch)
+    return _paged_attention(q, k, v, key_cache, value_cache, meta, window or None, scale)
+
+
+@_paged_attention_op.register_fake
+def _(q: torch.Tensor, *args: object) -> torch.Tensor:
+    return torch.empty_like(q)
 
 
 def paged_attention(
@@ -218,9 +290,10 @@ def paged_attention(
     window: int | None,
     scale: float,
 ) -> torch.Tensor:
-    write_paged_cache(k, v, key_cache, value_cache, meta.slot_mapping)
-    out = q.new_empty(q.shape)
-    for batch in _plans.get(meta, window):  # planned once per step and window, shared by every layer
-        result = _attend(q, key_cache, value_cache, batch, k.shape[1], window, scale)
-        out[batch.q_index[batch.q_valid]] = result[batch.q_valid].to(q.dtype)
-    return out
+    if torch.compiler.is_compiling():
+        if meta.epoch_source is None:
+            raise RuntimeError("a compiled step needs metadata with an epoch_source (a Python epoch would be frozen)")
+        return torch.ops.m1_ascend.reference_paged_attention(
+            q, k, v, key_cache, value_cache, meta.cu_seqlens_q, meta.context_lens, meta.block_tables,
+            meta.slot_mapping, meta.epoch_source, meta.block_size, window or 0, scale)
+    return _paged_attention(q, k, v, key_cache, value_cache, meta, window, scale)
