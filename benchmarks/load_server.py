@@ -15,7 +15,7 @@ against the same server, unconstrained, with a ``json_schema`` response format, 
 the unconstrained run.
 
     python benchmarks/load_server.py --concurrency 16 --requests 64 --max-tokens 32
-    python benchmarks/load_server.py --overheads --concurrency 16 --requests 32 --max-tokens 64 --ignore-eos
+    python benchmarks/load_server.py --overheads --rounds 3 --concurrency 16 --requests 32 --max-tokens 96 --ignore-eos
     python benchmarks/load_server.py --url http://10.0.0.5:8000 --api-key "$KEY" --model Baichuan-M1-14B-Instruct
 """
 
@@ -225,27 +225,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-eos", action="store_true", help="generate exactly --max-tokens (vLLM extension)")
     parser.add_argument("--overheads", action="store_true",
                         help="compare json_schema, logprobs and n=2 against unconstrained requests, same server")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --overheads: run the variants this many times, interleaved (machine drift "
+                             "then hits every variant alike); tokens/s are totals over the rounds")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
 
     variants = VARIANTS if args.overheads else {"free": {}}
-    reports = {}
+    rounds: dict[str, list[Report]] = {name: [] for name in variants}
     with (local_server(args.model_dir, args.max_num_seqs, args.max_queue) if args.url is None
           else remote_server(args.url, args.api_key, not args.insecure)) as (url, served):
-        for name, extra in variants.items():
-            reports[name] = asyncio.run(run_load(url, args.api_key, args.model or served, args.concurrency,
-                                                 args.requests, args.max_tokens, args.temperature,
-                                                 verify=not args.insecure, ignore_eos=args.ignore_eos, extra=extra))
-    result = {name: asdict(r) for name, r in reports.items()} if args.overheads else asdict(reports["free"])
+        for _ in range(args.rounds if args.overheads else 1):
+            for name, extra in variants.items():
+                rounds[name].append(asyncio.run(run_load(
+                    url, args.api_key, args.model or served, args.concurrency, args.requests, args.max_tokens,
+                    args.temperature, verify=not args.insecure, ignore_eos=args.ignore_eos, extra=extra)))
+    result = {name: [asdict(r) for r in reports] for name, reports in rounds.items()} if args.overheads \
+        else asdict(rounds["free"][0])
     text = json.dumps(result, indent=2)
     print(text)
     if args.overheads:
-        base = reports["free"].tokens_per_s
-        for name, report in reports.items():
-            print(f"{name:12s} {report.tokens_per_s:8.1f} tokens/s  {report.tokens_per_s / base:.2f}x of free")
+        totals = {name: sum(r.tokens_per_s * r.wall_s for r in reports) / sum(r.wall_s for r in reports)
+                  for name, reports in rounds.items()}
+        for name, rate in totals.items():
+            print(f"{name:12s} {rate:8.1f} tokens/s  {rate / totals['free']:.2f}x of free")
     if args.json:
         args.json.write_text(text + "\n")
-    clean = all(r.outcomes.get("error", 0) == 0 for r in reports.values())
+    clean = all(r.outcomes.get("error", 0) == 0 for reports in rounds.values() for r in reports)
     print("every request completed or got a clean 429" if clean else "SOME REQUESTS FAILED", file=sys.stderr)
     return 0 if clean else 1
 
