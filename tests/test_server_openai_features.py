@@ -193,6 +193,11 @@ def test_completion_echo_logprobs_cover_the_prompt(client, tokenizer, tiny_model
                                                                for t in range(1, len(ids))], abs=1e-4)
         assert all(len(top) <= 2 for top in lp.top_logprobs[1:])
         assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    streamed = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=2, temperature=0, echo=True,
+                                              logprobs=2, stream=True, extra_body={"ignore_eos": True}))
+    assert "".join(c.choices[0].text for c in streamed) == reply.choices[0].text
+    assert [v for c in streamed if c.choices[0].logprobs for v in c.choices[0].logprobs.token_logprobs] == \
+        pytest.approx(lp.token_logprobs)
 
 
 def test_lm_eval_style_loglikelihood_batch(client, tokenizer, tiny_model):
