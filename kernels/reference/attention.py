@@ -188,7 +188,8 @@ def plan_step(meta: PagedAttentionMetadata, window: int | None) -> StepPlan:
     padding = bool((slots < 0).any())
     write_rows = (slots >= 0).nonzero().squeeze(1) if padding else None
     n_tokens = slots.shape[0]
-    in_order = len(batches) == 1 and batches[0].out_rows.equal(torch.arange(n_tokens, device=slots.device))
+    in_order = (len(batches) == 1 and batches[0].real.numel() == batches[0].q_valid.numel()
+                and batches[0].out_rows.equal(torch.arange(n_tokens, device=slots.device)))
     return StepPlan(batches, write_rows, slots if write_rows is None else slots[write_rows], in_order)
 
 
@@ -257,7 +258,7 @@ def _paged_attention(
     for cache, new in zip((key_cache, value_cache), rows, strict=True):
         cache.view(-1, cache.shape[-1]).index_copy_(0, plan.write_slots, new.reshape(new.shape[0], -1).to(cache.dtype))
     if plan.in_order:
-        return _attend(q, key_cache, value_cache, plan.batches[0], k.shape[1], scale).view(q.shape).to(q.dtype)
+        return _attend(q, key_cache, value_cache, plan.batches[0], k.shape[1], scale).reshape(q.shape).to(q.dtype)
     out = q.new_empty(q.shape)
     for batch in plan.batches:
         result = _attend(q, key_cache, value_cache, batch, k.shape[1], scale).flatten(0, 1)
