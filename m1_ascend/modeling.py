@@ -60,6 +60,12 @@ class RotaryTable(nn.Module):
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=self.inv_freq.device)
         self.inv_freq = 1.0 / self.theta ** (exponents / self.head_dim)
 
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 (nn.Module's signature)
+        """``model.to(torch.bfloat16)`` would round the frequencies: recompute them in fp32 where they now live."""
+        super()._apply(fn, recurse)
+        self.reset()
+        return self
+
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         angles = positions.float()[:, None] * self.inv_freq.float()[None, :]
         angles = torch.cat((angles, angles), dim=-1)
