@@ -61,3 +61,27 @@ def kv_bytes_for(model: BaichuanM1ForCausalLM, num_blocks: int, max_num_seqs: in
     per_block = (global_block_bytes(config, block_size, dtype_bytes, prefix_caching)
                  + sliding_block_bytes(config, block_size, dtype_bytes))
     return num_blocks * per_block + max_num_seqs * conv_state_bytes_per_sequence(config, dtype_bytes)
+
+
+@torch.no_grad()
+def assert_greedy_up_to_ties(reference: BaichuanM1ForCausalLM, prompt: list[int], tokens: list[int],
+                             logits: torch.Tensor | None = None, logprobs: list[float] | None = None,
+                             ulps: int = 8) -> None:
+    """``tokens`` are the reference's greedy continuation of ``prompt`` up to near-ties in bf16.
+
+    Two bf16 kernel paths round differently, and with random weights the top two logits are often
+    within an ulp of each other, so a different pick at a near-tie is right and everything after
+    it differs. So: teacher-force the reference over ``prompt + tokens``; each token must be its
+    argmax within ``ulps`` bf16 steps of the largest logit, and the other path's ``logits`` (one
+    row per token) or the ``logprobs`` of its tokens, if given, must match the reference's within
+    the same tolerance (twice it for a log-probability, which also moves with the normaliser).
+    """
+    expected = reference(torch.tensor([prompt + tokens])).logits[0].float()[len(prompt) - 1:-1]
+    atol = ulps * 2 ** -8 * float(expected.abs().max())
+    picked = expected.gather(1, torch.tensor(tokens)[:, None]).squeeze(1)
+    assert (expected.max(dim=-1).values - picked <= atol).all(), "a greedy pick differs from the reference's"
+    if logits is not None:
+        torch.testing.assert_close(logits.float(), expected, rtol=0, atol=atol)
+    if logprobs is not None:
+        want = torch.log_softmax(expected, dim=-1).gather(1, torch.tensor(tokens)[:, None]).squeeze(1)
+        torch.testing.assert_close(torch.tensor(logprobs), want, rtol=0, atol=2 * atol)
