@@ -154,7 +154,8 @@ def _paged_kv(op: str, key: torch.Tensor, value: torch.Tensor, block_table: torc
     lengths = _batch_lengths(op, "actual_seq_lengths_kv", kv_lens, batch, block_table.shape[1] * block_size)
     needed = [-(-n // block_size) for n in lengths]
     num_blocks = key.shape[0]
-    require(num_blocks >= sum(needed), op, f"{num_blocks} cache blocks < {sum(needed)} blocks the batch uses")
+    # No "cache blocks >= blocks the batch uses" rule: requests share blocks (prefix caching), and MindIE's
+    # own warm-up runs FIA over a one-block pool with all-zero tables (generator.py:498-516, request.py:188).
     keys, values = [], []
     for b, n in enumerate(lengths):
         ids = block_table[b, :needed[b]].long()
@@ -194,6 +195,27 @@ def _explicit_mask(op: str, mask: torch.Tensor, batch: int, q_s: int, kv_span: i
     require(shape[-1] >= kv_span, op, f"mask KV_S {shape[-1]} is shorter than the keys it covers ({kv_span})")
     full = mask.bool().reshape(-1, mask.shape[-2] if q_s > 1 else 1, mask.shape[-1])
     return full.expand(batch, -1, -1)
+
+
+def fia_tiling_checks(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *,
+                      actual_seq_lengths: object = None, actual_seq_lengths_kv: object = None,
+                      block_table: torch.Tensor | None = None, block_size: int = 0, input_layout: str = "BSH",
+                      **_: object) -> None:
+    """FIA's host-side checks: from shapes and host lists only, so a graph update can run them.
+
+    On a device an update re-runs the operator's tiling with the new host values (aclnn errors
+    surface there), while the data in the captured tensors is only read when the graph replays.
+    """
+    q_lens = int_list(FIA, "actual_seq_lengths", actual_seq_lengths)
+    kv_lens = int_list(FIA, "actual_seq_lengths_kv", actual_seq_lengths_kv)
+    if input_layout == "TND":
+        batch = len(_cumulative(FIA, "actual_seq_lengths", q_lens, query.shape[0]))
+    else:
+        batch = query.shape[0]
+    if block_table is not None:
+        require(kv_lens is not None, FIA, "actual_seq_lengths_kv is mandatory with a block_table")
+        require(block_table.shape[0] == batch, FIA, f"block_table has {block_table.shape[0]} rows for batch {batch}")
+        _batch_lengths(FIA, "actual_seq_lengths_kv", kv_lens, batch, block_table.shape[1] * block_size)
 
 
 def npu_fused_infer_attention_score(

@@ -16,7 +16,8 @@ messages in ``torch_npu_facts.py``):
 - With ``auto_dispatch_capture=True`` each FIA v1 call becomes a dispatch record: swapped to its
   ``.out`` form with a workspace and preallocated outputs (the caller gets those outputs).
   ``update(cpu_update_input)`` replaces, record by record, the keyword arguments present at capture
-  (a one-dict list is applied to every record; absent keys are ignored) and re-launches the op.
+  (a one-dict list is applied to every record; absent keys are ignored) and re-runs the op's
+  host-side tiling checks with them (``fia_tiling_checks``), as the device's re-launch does.
   On a device every recorded FIA waits for an event only ``update`` records, so a replay issued
   before its update (MindIE's order) still runs with the new lengths: here replay stops before the
   first record and ``update`` resumes it. A replay with no update would hang a device; here the
@@ -36,6 +37,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from .attention import fia_tiling_checks
 from .torch_npu_facts import (
     CAPTURE_ERROR_MODES,
     CAPTURE_TWICE,
@@ -145,8 +147,7 @@ class GraphDispatchMode:
             for location, index, key in FIA_V1_UPDATE_SPECS:  # declared positional slots (never present for FIA)
                 if location == "arg" and key in update_input and len(record.args) > index:
                     record.args = (*record.args[:index], update_input[key], *record.args[index + 1:])
-            with torch.inference_mode():
-                record.run()  # the re-launch: the op's host-side checks see the new values now
+            fia_tiling_checks(*record.args, **record.kwargs)  # the re-launch: tiling sees the new host values now
 
 
 class _CaptureMode(TorchDispatchMode):
