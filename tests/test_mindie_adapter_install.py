@@ -32,14 +32,14 @@ def mode(path: Path) -> int:
 
 def test_install_writes_shims_with_mindie_permissions(site: Path):
     mindie = install.locate_mindie(site)
-    assert (mindie.version, mindie.refusal()) == ("3.1.0", None)
+    assert (mindie.version, mindie.refusal()) == ("3.0.0", None)
     install.install(mindie)
     target = site / "mindie_llm/runtime/models/baichuan_m1"
     assert {p.name for p in target.iterdir()} == SHIM_FILES | {install.MANIFEST}
     assert mode(target) == 0o750
     assert {mode(p) for p in target.iterdir()} == {0o640}
     manifest = json.loads((target / install.MANIFEST).read_text())
-    assert set(manifest["files"]) == SHIM_FILES and manifest["mindie_version"] == "3.1.0"
+    assert set(manifest["files"]) == SHIM_FILES and manifest["mindie_version"] == "3.0.0"
     assert "from m1_ascend.mindie_adapter.router import BaichuanM1Router" in (target / "router_baichuan_m1.py").read_text()
 
 
@@ -76,27 +76,40 @@ def test_input_builder_renders_baichuan_turns(site: Path, tiny_model_dir: Path):
         from mindie_llm.runtime.config.load_config import LoadConfig
         from mindie_llm.runtime.models import get_router_ins
 
-        router = get_router_ins(LoadConfig(model_name_or_path=str(tiny_model_dir), load_tokenizer=False))
+        # MindIE's text tokenizer (make_context decodes for its log): this package's transformers class.
+        router = get_router_ins(LoadConfig(model_name_or_path=str(tiny_model_dir)))
+        assert type(router.tokenizer).__name__ == "BaichuanM1Tokenizer" and not router.load_config.trust_remote_code
         ids = router.input_builder.make_context(0, conversation)
     roles = tokenizer.role_token_ids
     assert ids == ([roles["<B_SYS>"]] + tokenizer.encode("Be brief.") + [roles["<C_Q>"]]
                    + tokenizer.encode("What is a fever?") + [roles["<C_A>"]])
 
 
-def test_refuses_missing_or_unsupported_mindie(tmp_path: Path):
+@pytest.mark.parametrize("version", ["3.0.0", "2.3.0", "1.0.0", None])
+def test_every_release_with_the_torch_runtime_is_accepted_whatever_it_calls_itself(tmp_path: Path, version: str | None):
+    """The v3.0.0 tree reports 2.3.0 (README), 3.0.0 (release builds) or 1.0.0 (a wheel built plainly)."""
+    mindie = install.locate_mindie(make_mindie_tree(tmp_path, version=version))
+    assert (mindie.version, mindie.refusal()) == (version, None)
+    install.install(mindie)
+    assert mindie.target_dir.is_dir()
+
+
+def test_refuses_missing_mindie_or_one_without_the_torch_runtime(tmp_path: Path):
     with pytest.raises(install.InstallError, match="no MindIE-LLM under"):
         install.locate_mindie(tmp_path)
-    old = make_mindie_tree(tmp_path / "old", version="3.0.0")
-    with pytest.raises(install.InstallError, match=r"MindIE-LLM 3\.0\.0 .* not supported; .* 3\.1\.x"):
-        install.install(install.locate_mindie(old))
-    unknown = make_mindie_tree(tmp_path / "unknown", version=None)
-    with pytest.raises(install.InstallError, match="cannot tell the MindIE-LLM version"):
-        install.install(install.locate_mindie(unknown))
+    # A tree before the torch runtime drove ModelRunnerExp (3.0.0.beta.2: generator.py lacks the switch).
+    beta = make_mindie_tree(tmp_path / "beta", version="3.0.0b2", without=["text_generator/generator.py"])
+    with pytest.raises(install.InstallError,
+                       match=r"MindIE-LLM 3\.0\.0b2 .* lacks the torch runtime .*generator\.py \(ENV\.model_runner_exp = True\)"):
+        install.install(install.locate_mindie(beta))
+    no_graphs = make_mindie_tree(tmp_path / "no_graphs", without=["runtime/compilation/aclgraph_backend.py"])
+    with pytest.raises(install.InstallError, match=r"aclgraph_backend\.py \(class AclGraphBackend\)"):
+        install.install(install.locate_mindie(no_graphs))
     changed = make_mindie_tree(tmp_path / "changed")
     (changed / "mindie_llm/runtime/config/huggingface_config.py").write_text("class HuggingFaceConfig: ...\n")
-    with pytest.raises(install.InstallError, match=r"lacks .*huggingface_config\.py \(class BaseRopeScaling\)"):
+    with pytest.raises(install.InstallError, match=r"huggingface_config\.py \(class BaseRopeScaling\)"):
         install.install(install.locate_mindie(changed))
-    for tree in (old, unknown, changed):
+    for tree in (beta, no_graphs, changed):
         assert not (tree / "mindie_llm/runtime/models/baichuan_m1").exists()
 
 
@@ -140,15 +153,15 @@ def test_changed_files_block_uninstall_and_show_in_status(site: Path):
 
 def test_finds_a_run_package_layout_and_its_version_info(tmp_path: Path):
     nested = make_mindie_tree(tmp_path / "mindie/latest/mindie-llm/lib/python3.11", version=None)
-    (tmp_path / "mindie/latest/version.info").write_text("Ascend-mindie : 3.1.0\n")
+    (tmp_path / "mindie/latest/version.info").write_text("Ascend-mindie : 2.3.0\n")
     mindie = install.locate_mindie(tmp_path / "mindie/latest")
     assert mindie.package_dir == (nested / "mindie_llm").resolve()
-    assert (mindie.version, mindie.refusal()) == ("3.1.0", None)
+    assert (mindie.version, mindie.refusal()) == ("2.3.0", None)
 
 
 def test_cli_install_status_uninstall(site: Path, capsys):
     assert main(["mindie-adapter", "install", "--mindie-root", str(site)]) == 0
-    assert "installed Baichuan-M1 into MindIE-LLM 3.1.0" in capsys.readouterr().out
+    assert "installed Baichuan-M1 into MindIE-LLM 3.0.0 (torch runtime found)" in capsys.readouterr().out
     assert main(["mindie-adapter", "status", "--mindie-root", str(site)]) == 0
     assert "supported: yes" in capsys.readouterr().out
     assert main(["mindie-adapter", "uninstall", "--mindie-root", str(site)]) == 0

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     mindie = install.locate_mindie(args.mindie_root)
     if args.action == "install":
         written = install.install(mindie)
-        print(f"installed Baichuan-M1 into MindIE-LLM {mindie.version}: {mindie.target_dir} ({len(written)} files)")
+        print(f"installed Baichuan-M1 into MindIE-LLM {mindie.version or '(version unknown)'} (torch runtime found): "
+              f"{mindie.target_dir} ({len(written)} files)")
         print('set "backendType": "torch" for the model (m1-ascend mindie-config --backend torch)')
     elif args.action == "uninstall":
         removed = install.uninstall(mindie)

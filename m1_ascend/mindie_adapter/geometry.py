@@ -12,8 +12,11 @@ per sequence shared by all layers. Baichuan-M1 has two per-token widths (14B: gl
 - One extra cache layer holds the conv state. Baichuan-M1 convolves K and V with the previous
   token's raw (pre-conv) K and V, and MindIE's torch runtime has no per-sequence state cache, so
   for every physical block that layer keeps the raw K (in its K cache) and raw V (in its V cache) of
-  the last token written into the block, for every decoder layer. Because the state lives inside
-  the blocks, whatever MindIE does to whole blocks (prefix sharing, swapping to host memory,
+  the last token written into the block, for every decoder layer: decoder layer ``L`` uses token
+  row ``L`` of each block (through the same sub-block view as its K/V, row ``L * ratio``). The state
+  is thus an ordinary paged cache written by the same scatter kernel at ``block * rows + L * ratio``
+  (slots below 0 write nothing), which a captured decode step can do. Because the state lives
+  inside the blocks, whatever MindIE does to whole blocks (prefix sharing, swapping to host memory,
   moving KV between nodes) carries it along.
 """
 
@@ -33,7 +36,6 @@ class LayerPlacement:
     n_kv: int
     head_dim: int
     ratio: int  # sub-blocks per physical block; the layer uses the first
-    state_offset: int  # start of this layer's raw K (or V) inside one state-layer block
 
     @property
     def width(self) -> int:
@@ -53,14 +55,13 @@ class CacheGeometry:
         heads = [config.layer_heads(i)[1:] for i in range(config.num_hidden_layers)]
         kv_heads, head_dim = max(heads, key=lambda g: g[0] * g[1])
         width = kv_heads * head_dim
-        layers, offset = [], 0
+        layers = []
         for i, (n_kv, d) in enumerate(heads):
             if width % (n_kv * d):
                 raise ConfigError(
                     f"layer {i}: K/V width {n_kv * d} does not divide the widest layer's {width}; "
                     "MindIE's uniform per-layer cache cannot hold both geometries")
-            layers.append(LayerPlacement(n_kv, d, width // (n_kv * d), offset))
-            offset += n_kv * d
+            layers.append(LayerPlacement(n_kv, d, width // (n_kv * d)))
         return cls(kv_heads, head_dim, tuple(layers))
 
     @property
@@ -72,11 +73,6 @@ class CacheGeometry:
         """Decoder layers plus the conv-state layer: the layer count MindIE must allocate."""
         return len(self.layers) + 1
 
-    @property
-    def state_width(self) -> int:
-        """Elements of raw K (and of raw V) one block must keep: every layer's width."""
-        return sum(p.width for p in self.layers)
-
     def check_cache(self, cache: torch.Tensor) -> int:
         """Validate one K or V cache tensor from MindIE; return its block size."""
         if cache.dim() != 4 or tuple(cache.shape[2:]) != (self.kv_heads, self.head_dim) or not cache.is_contiguous():
@@ -84,10 +80,10 @@ class CacheGeometry:
                 f"MindIE passed a KV cache of shape {list(cache.shape)}; the Baichuan-M1 adapter needs contiguous "
                 f"ND caches [num_blocks, block_size, {self.kv_heads}, {self.head_dim}] (NZ layout is not supported)")
         block_size = int(cache.shape[1])
-        if self.state_width > block_size * self.width:
+        if len(self.layers) > block_size:
             raise ValueError(
-                f"cacheBlockSize {block_size} is too small: one block of the conv-state layer must hold "
-                f"{self.state_width} values but has {block_size * self.width}; use a larger cacheBlockSize (128)")
+                f"cacheBlockSize {block_size} is too small: the conv-state layer keeps one row per decoder layer "
+                f"in every block ({len(self.layers)} layers); use cacheBlockSize 128")
         return block_size
 
     def token_cache(self, cache: torch.Tensor, layer_idx: int) -> torch.Tensor:
@@ -96,10 +92,13 @@ class CacheGeometry:
         num_blocks, block_size = cache.shape[:2]
         return cache.view(num_blocks * placement.ratio, block_size, placement.width)
 
-    def state_rows(self, state_cache: torch.Tensor, layer_idx: int) -> torch.Tensor:
-        """Layer ``layer_idx``'s conv state, one ``[n_kv, head_dim]`` row per physical block (a view)."""
+    def state_cache(self, state_cache: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, int]:
+        """Layer ``layer_idx``'s view of the conv-state layer and the flat slot of its row in block 0.
+
+        The view is ``[num_blocks, rows, width]`` with ``rows = block_size * ratio``: the state of
+        block ``b`` is at slot ``b * rows + offset``.
+        """
         placement = self.layers[layer_idx]
-        num_blocks = state_cache.shape[0]
-        start = placement.state_offset
-        rows = state_cache.view(num_blocks, -1)[:, start:start + placement.width]
-        return rows.view(num_blocks, placement.n_kv, placement.head_dim)
+        num_blocks, block_size = state_cache.shape[:2]
+        rows = block_size * placement.ratio
+        return state_cache.view(num_blocks, rows, placement.width), layer_idx * placement.ratio

@@ -4,8 +4,10 @@ The installed files are shims that import this package, named as MindIE's discov
 (folder = ``model_type``, ``router_<type>.py`` with ``BaichuanM1Router``, ``config_<type>.py``,
 ``<type>.py``, ``input_builder_<type>.py``). Rules:
 
-- MindIE must be there, expose the torch-runtime contract the adapter codes against, and be a
-  supported release; otherwise nothing is written and the reason is given.
+- MindIE must be there and contain the torch runtime the adapter codes against, recognised by what
+  the tree defines (``CONTRACT``), not by a version number: real trees report 2.3.0 (README),
+  3.0.0 (release builds) or 1.0.0 (a wheel built without the version override) for the same code.
+  Otherwise nothing is written and the missing pieces are named. The version found is reported.
 - Nothing of MindIE's is ever overwritten: an existing ``baichuan_m1`` folder without our manifest
   is refused, and uninstall removes only the files the manifest lists, unchanged since install.
 - Permissions follow MindIE's file checks: no group/other write (folders 0750, files 0640), files
@@ -25,19 +27,29 @@ from pathlib import Path
 from .. import __version__
 from . import ADAPTER_API, MODEL_TYPE
 
-SUPPORTED_RELEASES = ((3, 1),)  # MindIE-LLM major.minor whose torch runtime the adapter follows
 MANIFEST = ".m1_ascend_manifest.json"
 DIR_MODE, FILE_MODE = 0o750, 0o640
-# What the adapter uses of MindIE-LLM: a file (or one of alternative files) and a symbol it must define.
+# What the adapter needs of MindIE-LLM, as (file, text it must contain): the base classes it subclasses
+# and the torch runtime that drives it (Ascend/MindIE-LLM v3.0.0, commit 8b4871a): ModelRunnerExp with
+# its static input buffers, the _exp forward context, the ACL-graph backend, the FIA metadata, a loader
+# that reads model.config, and a generator that sends backendType "torch" to ModelRunnerExp.
 CONTRACT = [
-    (("runtime/models/__init__.py",), "def get_router_ins"),
-    (("runtime/models/base/router.py",), "class BaseRouter"),
-    (("runtime/models/base/model.py",), "class BaseModelForCausalLM"),
-    (("runtime/models/base/input_builder.py",), "class InputBuilder"),
-    (("runtime/config/huggingface_config.py",), "class BaseRopeScaling"),
-    (("runtime/layers/attention/attention_layer.py",), "class Attention"),
-    (("runtime/model_runner/forward_context_exp.py", "runtime/model_runner/forward_context.py"),
-     "def get_forward_context"),
+    ("runtime/models/__init__.py", "def get_router_ins"),
+    ("runtime/models/base/router.py", "class BaseRouter"),
+    ("runtime/models/base/model.py", "class BaseModelForCausalLM"),
+    ("runtime/models/base/input_builder.py", "class InputBuilder"),
+    ("runtime/config/huggingface_config.py", "class BaseRopeScaling"),
+    ("runtime/layers/attention/attention_layer.py", "class Attention"),
+    ("runtime/model_runner/forward_context_exp.py", "def get_forward_context"),
+    ("runtime/model_runner/forward_context_exp.py", "class BatchDescriptor"),
+    ("runtime/model_runner/model_runner_exp.py", "class ModelRunnerExp"),
+    ("runtime/model_runner/model_runner_exp.py", "def _padding_forward_context"),
+    ("runtime/model_runner/input_buffer.py", "input_buffer"),
+    ("runtime/compilation/aclgraph_backend.py", "class AclGraphBackend"),
+    ("runtime/layers/attention/backend/fia_attention.py", "class FiaAttentionMetadata"),
+    ("runtime/utils/loader/default_model_loader.py", "model.config"),
+    ("modeling/model_wrapper/aclgraph/aclgraph_model_wrapper_exp.py", "class AclGraphModelWrapperExp"),
+    ("text_generator/generator.py", "ENV.model_runner_exp = True"),
 ]
 # Installed module -> (module of this package, class it re-exports).
 SHIMS = {
@@ -71,21 +83,16 @@ class MindIEInstall:
 
     @property
     def supported(self) -> bool:
-        return _release(self.version) in SUPPORTED_RELEASES and not self.missing_contract
+        return self.models_dir.is_dir() and not self.missing_contract
 
     def refusal(self) -> str | None:
         """Why the adapter cannot go into this MindIE, or None."""
+        found = f"MindIE-LLM {self.version or '(version unknown)'} at {self.package_dir}"
         if not self.models_dir.is_dir():
-            return (f"MindIE-LLM at {self.package_dir} has no torch runtime (runtime/models); "
-                    f"the adapter needs MindIE-LLM {_releases_text()}")
-        if self.version is None:
-            return (f"cannot tell the MindIE-LLM version at {self.package_dir} (no mindie_llm-*.dist-info or "
-                    f"version.info found); the adapter supports {_releases_text()}")
-        if _release(self.version) not in SUPPORTED_RELEASES:
-            return f"MindIE-LLM {self.version} at {self.package_dir} is not supported; the adapter supports {_releases_text()}"
+            return f"{found} has no torch runtime (runtime/models); the adapter needs MindIE-LLM 3.0.0 or later"
         if self.missing_contract:
-            return (f"MindIE-LLM {self.version} at {self.package_dir} lacks what the adapter imports: "
-                    f"{', '.join(self.missing_contract)}")
+            return (f"{found} lacks the torch runtime the adapter needs (MindIE-LLM 3.0.0 or later): "
+                    f"{'; '.join(self.missing_contract)}")
         return None
 
 
@@ -102,8 +109,7 @@ def locate_mindie(root: str | Path | None) -> MindIEInstall:
             raise InstallError(f"--mindie-root {root} is not a directory")
         package_dir = _find_package(root)
     version = _dist_info_version(package_dir) or _version_info(package_dir)
-    missing = [f"{' or '.join(files)} ({symbol})" for files, symbol in CONTRACT
-               if not any(_defines(package_dir / rel, symbol) for rel in files)]
+    missing = [f"{rel} ({symbol})" for rel, symbol in CONTRACT if not _defines(package_dir / rel, symbol)]
     return MindIEInstall(package_dir, version, missing)
 
 
@@ -143,15 +149,6 @@ def _version_info(package_dir: Path) -> str | None:
             if match:
                 return match.group(1)
     return None
-
-
-def _release(version: str | None) -> tuple[int, int] | None:
-    match = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def _releases_text() -> str:
-    return " or ".join(f"{major}.{minor}.x" for major, minor in SUPPORTED_RELEASES)
 
 
 def shim_sources() -> dict[str, str]:

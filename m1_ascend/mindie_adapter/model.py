@@ -10,39 +10,39 @@ modules through ``param.weight_loader``. Baichuan-M1's conv taps sit on the atte
 which is not a leaf, so the adapter loads those itself; the first forward fails loudly if
 MindIE's loader skipped any other tensor.
 
-The forward runs eagerly: its batch bookkeeping reads lengths on the host, which an ACL graph
-capture would freeze, so a capture attempt raises instead of replaying wrong lengths.
+MindIE captures decode steps into ACL graphs (its torch runtime has no eager switch) and at replay
+refreshes only the attention ops' ``actual_seq_lengths_kv``: the decode path (``MindIEStep.decode``)
+reads nothing from the device on the host and gives every layer the same full lengths, so the
+replayed graph computes what an eager step would. Prefill runs eagerly.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from mindie_llm.runtime.layers.attention.attention_layer import Attention
+from mindie_llm.runtime.model_runner.forward_context_exp import get_forward_context
 from mindie_llm.runtime.models.base.model import BaseModelForCausalLM
 from safetensors import safe_open
 
 from ..checkpoint import load_config, validate_checkpoint
-from ..kernels import KernelBackend, get_backend
+from ..kernels import KernelBackend, ReferenceBackend, npu_available
 from ..modeling import BaichuanM1Model, NormHead
-from .context import MindIEPagedContext, StepLayout
+from .context import MindIEPagedContext, MindIEStep
 from .geometry import CacheGeometry
 
 if TYPE_CHECKING:
     from mindie_llm.runtime.config.mindie_llm_config import MindIELLMConfig
 
-GRAPH_CAPTURE_UNSUPPORTED = (
-    "the Baichuan-M1 adapter runs eagerly and cannot be captured into an ACL graph "
-    "(see docs/mindie.md, 'What is verified where')")
-
 
 class BaichuanM1ForCausalLM(BaseModelForCausalLM):
     def __init__(self, mindie_llm_config: MindIELLMConfig) -> None:
         super().__init__(mindie_llm_config)
+        # MindIE's weight loader reads model.config (default_model_loader.py); its base class does not set it.
+        self.config = mindie_llm_config.hf_config
         if mindie_llm_config.quant_config is not None:
             raise ValueError("the Baichuan-M1 adapter serves floating-point weights only; remove the quantization config")
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
@@ -60,7 +60,7 @@ class BaichuanM1ForCausalLM(BaseModelForCausalLM):
             Attention(num_heads=self.geometry.kv_heads, head_size=self.geometry.head_dim, scale=scale,
                       num_kv_heads=self.geometry.kv_heads, prefix=prefix)
             for prefix in prefixes)
-        self.kernel_backend: KernelBackend = get_backend("npu" if self.lm_head.weight.device.type == "npu" else "cpu")
+        self.kernel_backend = default_backend(self.lm_head.weight.device)
         self._awaiting_mindie: set[str] = set()
         self._load_params_mindie_skips(files)
 
@@ -100,10 +100,8 @@ class BaichuanM1ForCausalLM(BaseModelForCausalLM):
         if self._awaiting_mindie:
             raise RuntimeError(f"MindIE's weight loader left {len(self._awaiting_mindie)} tensors unloaded, "
                                f"e.g. {min(self._awaiting_mindie)}")
-        forward_context = _forward_context()
-        if getattr(forward_context, "capturing", False):
-            raise RuntimeError(GRAPH_CAPTURE_UNSUPPORTED)
-        metadata = _attention_metadata(forward_context)
+        forward_context = get_forward_context()
+        metadata = forward_context.attn_metadata
         key_caches = [holder.key_cache for holder in self.cache_holders]
         value_caches = [holder.value_cache for holder in self.cache_holders]
         if any(cache is None for cache in key_caches + value_caches):
@@ -112,39 +110,22 @@ class BaichuanM1ForCausalLM(BaseModelForCausalLM):
         block_size = self.geometry.check_cache(key_caches[0])
         for cache in key_caches[1:] + value_caches:
             self.geometry.check_cache(cache)
-        layout = StepLayout.from_mindie(positions, metadata.seq_lens, metadata.block_tables,
-                                        metadata.slot_mapping, block_size)
-        ctx = MindIEPagedContext(self.kernel_backend, positions.long(), layout, self.geometry, key_caches, value_caches)
+        plan = MindIEStep.prefill if forward_context.is_prefill else MindIEStep.decode
+        step = plan(positions, metadata, block_size)
+        ctx = MindIEPagedContext(self.kernel_backend, step, self.geometry, key_caches, value_caches)
         return self.model(input_ids, ctx)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        indices = _lm_head_indices(_forward_context())
+        indices = get_forward_context().lm_head_indices
         if indices is not None:
             hidden_states = hidden_states.index_select(0, indices.to(hidden_states.device, torch.long))
         return self.lm_head(hidden_states)
 
 
-# MindIE's public code has two forward-context modules: model_runner/forward_context_exp.py, set by
-# the torch runtime's ModelRunnerExp (and read by its current models), and the older
-# model_runner/forward_context.py. These helpers read the fields the adapter needs from either.
-def _forward_context() -> Any:
-    for module in ("forward_context_exp", "forward_context"):
-        try:
-            return importlib.import_module(f"mindie_llm.runtime.model_runner.{module}").get_forward_context()
-        except (ModuleNotFoundError, RuntimeError):  # absent in this MindIE, or not the one its runner set
-            continue
-    raise RuntimeError("MindIE set no forward context before calling the Baichuan-M1 model")
+def default_backend(device: torch.device) -> KernelBackend:
+    """The NPU backend where torch_npu sees an NPU (every MindIE host), else the CPU reference."""
+    if not npu_available():
+        return ReferenceBackend()
+    from ..kernels.npu import NpuBackend
 
-
-def _attention_metadata(forward_context: Any) -> Any:
-    metadata = forward_context.attn_metadata
-    if isinstance(metadata, dict):  # per-layer dict: every entry carries the same batch tensors
-        metadata = next(iter(metadata.values()))
-    return metadata
-
-
-def _lm_head_indices(forward_context: Any) -> torch.Tensor | None:
-    indices = getattr(forward_context, "lm_head_indices", None)
-    if indices is None:
-        indices = getattr(getattr(forward_context, "lmhead_metadata", None), "lm_head_indices", None)
-    return indices
+    return NpuBackend(device=device)

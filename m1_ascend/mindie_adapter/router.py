@@ -1,8 +1,9 @@
 """``BaichuanM1Router``: MindIE's entry point for ``model_type`` ``baichuan_m1``.
 
 ``BaseRouter`` already finds ``BaichuanM1Config`` and ``BaichuanM1ForCausalLM`` by MindIE's naming
-rule (``config_baichuan_m1.py`` / ``baichuan_m1.py`` in the installed folder); the router only
-swaps in the Baichuan-M1 chat builder.
+rule (``config_baichuan_m1.py`` / ``baichuan_m1.py`` in the installed folder); the router swaps in
+the Baichuan-M1 chat builder and MindIE's text tokenizer: the transformers tokenizer class of this
+package, so no code shipped with the checkpoint runs (MindIE's ``trustRemoteCode`` may stay false).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from .input_builder import BaichuanM1InputBuilder
 
 @dataclass
 class BaichuanM1Router(BaseRouter):
+    def _get_tokenizer(self) -> Any:
+        from ..tokenization_baichuan_m1 import BaichuanM1Tokenizer
+
+        return BaichuanM1Tokenizer.from_pretrained(self.load_config.tokenizer_path, padding_side="left",
+                                                   truncation_side="left")
+
     def _get_input_builder(self) -> BaichuanM1InputBuilder:
         kwargs: dict[str, Any] = {}
         if self.custom_chat_template:
