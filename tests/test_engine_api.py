@@ -128,3 +128,20 @@ def test_engine_runs_on_the_emulated_npu_backend(npu_target):
         assert engine.block_manager.all_free()
     assert results[0] == results[1]
     assert "paged_attention" not in backend.fallbacks
+
+
+def test_an_in_memory_model_is_never_changed_by_an_engine():
+    """Issue 15.3: a bf16 engine on a model an fp32 engine already runs must not convert it under that engine."""
+    from engine_testing import GREEDY, random_prompts, run_to_end, tiny_model
+
+    from m1_ascend.engine.llm_engine import LLMEngine
+
+    model = tiny_model()
+    backend_before = model.kernel_backend
+    fp32 = LLMEngine(model, block_size=4)
+    bf16 = LLMEngine(model, block_size=4, dtype="bfloat16")
+    assert fp32.model is model and bf16.model is not model
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and model.kernel_backend is backend_before
+    [prompt] = random_prompts([9])
+    assert run_to_end(fp32, [prompt], GREEDY)[0].token_ids == reference_greedy(model, prompt, GREEDY.max_tokens)
+    assert len(run_to_end(bf16, [prompt], GREEDY)[0].token_ids) == GREEDY.max_tokens

@@ -69,8 +69,8 @@ class LLMEngine:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.device_name = resolve_device(device)
         backend = backend if backend is not None else get_backend(self.device_name)
+        # The backend travels in each step's ForwardContext; the model object itself is left as given.
         self.model, model_dir = load_model(model, self.device_name, dtype)
-        self.model.set_kernel_backend(backend)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
         self.config = self.model.config
         param = next(self.model.parameters())

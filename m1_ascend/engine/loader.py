@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,11 +47,16 @@ def load_model(model: str | os.PathLike[str] | BaichuanM1ForCausalLM | None, dev
                dtype: str | torch.dtype | None) -> tuple[BaichuanM1ForCausalLM, Path | None]:
     """(model in eval mode on ``device``, its checkpoint directory or None for an in-memory model).
 
-    ``None`` means the demo checkpoint, built on first use.
+    ``None`` means the demo checkpoint, built on first use. An in-memory model that needs another
+    dtype, device or mode is copied first: the caller's object (which another engine may be
+    running) is never changed.
     """
     if isinstance(model, BaichuanM1ForCausalLM):
-        target = resolve_dtype(dtype, device, next(model.parameters()).dtype)
-        return model.to(device=device, dtype=target).eval(), None
+        param = next(model.parameters())
+        target = resolve_dtype(dtype, device, param.dtype)
+        if param.dtype != target or param.device.type != torch.device(device).type or model.training:
+            model = copy.deepcopy(model).to(device=device, dtype=target).eval()
+        return model, None
     if model is None:
         from ..demo import ensure_demo_checkpoint
 
