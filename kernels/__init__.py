@@ -2,45 +2,18 @@
 
 ``get_backend("cpu")`` gives the pure-PyTorch reference; ``get_backend("npu")`` the Ascend
 backend, imported lazily so that nothing here imports ``torch_npu`` off device.
+
+From the repository root this folder is also reachable as a top-level ``kernels``, the name of a
+Hugging Face library that transformers probes for (and imports) at start-up. Under that name it
+stays empty, so nothing is imported or registered twice.
 """
 
 from __future__ import annotations
 
-from .interface import HostLengths, KernelBackend, PagedAttentionMetadata
-from .reference import ReferenceBackend
+if __name__ == "m1_ascend.kernels":
+    from .device import get_backend, npu_available, resolve_device
+    from .interface import HostLengths, KernelBackend, PagedAttentionMetadata
+    from .reference import ReferenceBackend
 
-
-def npu_available() -> bool:
-    """True when ``torch_npu`` imports and reports at least one visible NPU."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch_npu") is None:
-        return False
-    try:
-        import torch_npu
-
-        return bool(torch_npu.npu.is_available() and torch_npu.npu.device_count() > 0)
-    except Exception:  # a broken CANN install must not break CPU use
-        return False
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``npu`` where an NPU is visible, else ``cpu``; anything else is refused."""
-    if device == "auto":
-        return "npu" if npu_available() else "cpu"
-    if device not in ("cpu", "npu"):
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'npu' or 'auto'")
-    return device
-
-
-def get_backend(device: str = "cpu") -> KernelBackend:
-    """Pick the backend for a device name: ``cpu``, ``npu`` or ``auto``."""
-    if resolve_device(device) == "cpu":
-        return ReferenceBackend()
-    from .npu import NpuBackend  # lazy: torch_npu exists only on Ascend hosts
-
-    return NpuBackend()
-
-
-__all__ = ["HostLengths", "KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend", "npu_available",
-           "resolve_device"]
+    __all__ = ["HostLengths", "KernelBackend", "PagedAttentionMetadata", "ReferenceBackend", "get_backend",
+               "npu_available", "resolve_device"]

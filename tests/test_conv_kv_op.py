@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,3 +50,13 @@ def test_importing_the_package_and_backend_modules_never_imports_torch_npu():
             "from m1_ascend.cli import build_parser; build_parser(); "
             "sys.exit('torch_npu' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_the_kernels_folder_is_not_a_top_level_kernels_package():
+    """From the repository root ``kernels`` is importable, and transformers imports that name (Hugging Face's
+    library) at start-up: it must stay empty there, so our operators are not registered twice."""
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import kernels, m1_ascend, torch; assert not hasattr(kernels, 'get_backend'); "
+            "assert torch.ops.m1_ascend.reference_paged_attention and m1_ascend.kernels.get_backend('cpu')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
