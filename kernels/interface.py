@@ -64,10 +64,6 @@ class PagedAttentionMetadata:
     host_lengths: HostLengths | None = None
     epoch_source: torch.Tensor | None = None
 
-    @property
-    def current_epoch(self) -> int:
-        return self.epoch if self.epoch_source is None else int(self.epoch_source)
-
     def advance(self) -> None:
         """Mark the tensors as refilled: plans derived from the old contents are stale."""
         self.epoch = next(_epochs)

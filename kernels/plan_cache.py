@@ -32,9 +32,11 @@ class PlanCache(Generic[Plan]):
 
     @staticmethod
     def _stamp(meta: PagedAttentionMetadata) -> tuple:
+        if meta.epoch_source is not None:  # static buffers refilled per step: the epoch alone names the contents
+            return int(meta.epoch_source), meta.block_tables.data_ptr(), meta.slot_mapping.data_ptr()
         tensors = (meta.cu_seqlens_q, meta.context_lens, meta.block_tables, meta.slot_mapping)
         return tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors) + (
-            meta.block_size, meta.current_epoch)
+            meta.block_size, meta.epoch)
 
     def get(self, meta: PagedAttentionMetadata, window: int | None) -> Plan:
         stamp = self._stamp(meta)

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+from types import ModuleType
 
 import torch
 
@@ -77,6 +78,11 @@ class NpuBackend:
         self.fallbacks: dict[str, str] = {}
         self._use(self.conv_kv_route)
         self._plans = PlanCache(plan_paged)
+
+    @property
+    def graph_api(self) -> ModuleType:
+        """``torch_npu.npu``: the ACL-graph API (NPUGraph, graph, graph_pool_handle) decode graphs use."""
+        return self._npu.npu
 
     def _use(self, route: Route) -> bool:
         """True when the fused kernel applies; remembers (and logs once) each composed fallback."""
