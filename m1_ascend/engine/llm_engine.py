@@ -7,6 +7,7 @@ sampler chooses next tokens, and this module decides when a request ends.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from ..finetune.adapters import AdapterBank
 from ..kernels import KernelBackend, get_backend, resolve_device
 from ..modeling import BaichuanM1ForCausalLM
 from .block_manager import BlockManager
+from .decode_graph import bucket_sizes
 from .detokenizer import IncrementalText
 from .errors import RequestRejected, StepFailed
 from .loader import load_model, load_tokenizer
@@ -31,6 +33,12 @@ from .structured_output import GrammarCompiler, GrammarError
 
 if TYPE_CHECKING:
     from ..tokenizer import M1Tokenizer
+
+logger = logging.getLogger(__name__)
+
+# Decode graphs by default? On an NPU yes: a step's host overhead is of the order of its device time.
+# On the CPU no: torch.compile costs tens of seconds per batch bucket at start-up (docs/engine.md).
+EAGER_BY_DEFAULT = {"npu": False, "cpu": True}
 
 # Without an explicit kv_cache_memory a CPU engine takes at most this share of the host's RAM.
 CPU_KV_FRACTION = 0.25
@@ -61,8 +69,17 @@ class LLMEngine:
         tokenizer: M1Tokenizer | None = None,
         adapters: Mapping[str, str | os.PathLike[str]] | None = None,
         backend: KernelBackend | None = None,
+        enforce_eager: bool | None = None,
+        decode_graph_sizes: list[int] | None = None,
     ) -> None:
-        """``tokenizer`` overrides the checkpoint's; ``backend`` the device's kernel backend (emulators, tests)."""
+        """``tokenizer`` overrides the checkpoint's; ``backend`` the device's kernel backend (emulators, tests).
+
+        ``enforce_eager`` (vLLM's name) runs every step eagerly; otherwise pure decode steps run as
+        graphs (``decode_graph``), compiled or captured here, before the first request. None: graphs
+        on an NPU, eager on the CPU (see ``EAGER_BY_DEFAULT`` and docs/engine.md for the measurements).
+        ``decode_graph_sizes``: the batch buckets to make graphs for (default 1, 2, 4, then steps of 8 up
+        to ``max_num_seqs``); larger decode batches run eagerly.
+        """
         for name, value in (("max_num_seqs", max_num_seqs), ("max_num_batched_tokens", max_num_batched_tokens),
                             ("block_size", block_size)):
             if value < 1:
@@ -97,6 +114,12 @@ class LLMEngine:
         for name, path in (adapters or {}).items():
             self.adapters.add(name, path)
         self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching, self.adapters)
+        self.enforce_eager = EAGER_BY_DEFAULT[self.device_name] if enforce_eager is None else enforce_eager
+        if not self.enforce_eager:
+            sizes = decode_graph_sizes or bucket_sizes(max_num_seqs)
+            if min(sizes) < 1 or max(sizes) > max_num_seqs:
+                raise ValueError(f"decode_graph_sizes must lie in [1, max_num_seqs={max_num_seqs}], got {sizes}")
+            self.runner.enable_graphs(sizes, self.max_model_len, progress=logger.info)
         self.eos_token_ids = self._eos_ids()
         self.sampler = Sampler(param.device, self.eos_token_ids)
         self._grammar_compiler: GrammarCompiler | None = None

@@ -2,14 +2,16 @@
 
 The runner owns the device tensors: per layer a K and a V cache
 ``[num_blocks, block_size, n_kv * head_dim]`` in its geometry's pool, per layer conv state
-``[num_slots, n_kv, head_dim]`` (raw K/V of each slot's last token) and, with prefix caching,
-per layer conv snapshots ``[num_global_blocks, n_kv, head_dim]``: the raw K/V of the last token
-of each full global block, so a prefix-cache hit resumes the conv exactly. ``PagedContext``
-is the model's ``ForwardContext`` over these tensors.
+``[num_slots + 1, n_kv, head_dim]`` (raw K/V of each slot's last token) and, with prefix caching,
+per layer conv snapshots ``[num_global_blocks + 1, n_kv, head_dim]``: the raw K/V of the last token
+of each full global block, so a prefix-cache hit resumes the conv exactly. The last row of each is
+scratch for padding rows of a decode graph. ``PagedContext`` is the model's ``ForwardContext``
+over these tensors. Pure decode steps go through ``decode_graph.DecodeGraphs`` when enabled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -18,7 +20,8 @@ import torch
 
 from ..kernels import KernelBackend, PagedAttentionMetadata
 from ..modeling import BaichuanM1ForCausalLM
-from .memory_plan import PoolSizes
+from .decode_graph import DecodeGraphs
+from .memory_plan import PoolSizes, blocks_for_tokens
 from .scheduler import ScheduledBatch
 from .sequence import Sequence
 
@@ -54,8 +57,8 @@ class PagedContext:
 
     def __init__(self, backend: KernelBackend, positions: torch.Tensor, cu_seqlens: torch.Tensor,
                  state_slots: torch.Tensor, layers: list[LayerState], global_meta: PagedAttentionMetadata,
-                 sliding_meta: PagedAttentionMetadata, snapshot_tokens: torch.Tensor | None,
-                 snapshot_blocks: torch.Tensor | None) -> None:
+                 sliding_meta: PagedAttentionMetadata, snapshot: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """``snapshot``: (tokens, global blocks): each token's raw K/V becomes its block's conv snapshot."""
         self.backend = backend
         self.positions = positions
         self.cu_seqlens = cu_seqlens
@@ -63,15 +66,15 @@ class PagedContext:
         self.layers = layers
         self.global_meta = global_meta
         self.sliding_meta = sliding_meta
-        self.snapshot_tokens = snapshot_tokens
-        self.snapshot_blocks = snapshot_blocks
+        self.snapshot = snapshot
 
     def conv_kv(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor,
                 conv_k: torch.Tensor, conv_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         layer = self.layers[layer_idx]
-        if self.snapshot_tokens is not None and layer.snapshot_k is not None and layer.snapshot_v is not None:
-            layer.snapshot_k[self.snapshot_blocks] = k[self.snapshot_tokens].to(layer.snapshot_k.dtype)
-            layer.snapshot_v[self.snapshot_blocks] = v[self.snapshot_tokens].to(layer.snapshot_v.dtype)
+        if self.snapshot is not None and layer.snapshot_k is not None and layer.snapshot_v is not None:
+            tokens, blocks = self.snapshot
+            layer.snapshot_k[blocks] = k[tokens].to(layer.snapshot_k.dtype)
+            layer.snapshot_v[blocks] = v[tokens].to(layer.snapshot_v.dtype)
         return self.backend.conv_kv(k, v, conv_k, conv_v, layer.conv_k, layer.conv_v, self.cu_seqlens,
                                     self.state_slots)
 
@@ -100,14 +103,16 @@ class ModelRunner:
         config = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        self.scratch_slot, self.scratch_snapshot = pools.num_slots, pools.global_blocks
+        self.graphs: DecodeGraphs | None = None
         self.layers: list[LayerState] = []
         for i in range(config.num_hidden_layers):
             _, n_kv, head_dim = config.layer_heads(i)
             sliding = config.is_sliding(i)
             num_blocks = pools.sliding_blocks if sliding else pools.global_blocks
             cache_shape = (num_blocks, block_size, n_kv * head_dim)
-            state_shape = (pools.num_slots, n_kv, head_dim)
-            snapshot_shape = (pools.global_blocks, n_kv, head_dim)
+            state_shape = (pools.num_slots + 1, n_kv, head_dim)
+            snapshot_shape = (pools.global_blocks + 1, n_kv, head_dim)
             self.layers.append(LayerState(
                 key_cache=self._zeros(cache_shape), value_cache=self._zeros(cache_shape),
                 conv_k=self._zeros(state_shape), conv_v=self._zeros(state_shape),
@@ -118,6 +123,19 @@ class ModelRunner:
 
     def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    def enable_graphs(self, sizes: list[int], max_model_len: int, progress: Callable[[str], None]) -> None:
+        """Run pure decode steps as graphs, one per batch bucket in ``sizes``; compiles or captures them now."""
+        window = self.model.config.sliding_window
+        self.graphs = DecodeGraphs(self, sizes, blocks_for_tokens(max_model_len, self.block_size), window)
+        self.graphs.warm_up(progress)
+
+    def context(self, positions: torch.Tensor, cu_seqlens: torch.Tensor, state_slots: torch.Tensor,
+                global_meta: PagedAttentionMetadata, sliding_meta: PagedAttentionMetadata,
+                snapshot: tuple[torch.Tensor, torch.Tensor] | None) -> PagedContext:
+        snapshot = snapshot if self.enable_prefix_caching else None
+        return PagedContext(self.backend, positions, cu_seqlens, state_slots, self.layers, global_meta, sliding_meta,
+                            snapshot)
 
     def kv_cache_bytes(self) -> int:
         """Device bytes of the caches, conv states and snapshots actually allocated."""
@@ -152,10 +170,23 @@ class ModelRunner:
             max_context_len=max(s.num_computed_tokens + n for s, n in zip(seqs, num_tokens, strict=True)),
         )
 
+    def _graph_step(self, batch: ScheduledBatch) -> bool:
+        """A decode step the graphs can run: one token per sequence, no new slots, adapters or prompt logprobs."""
+        return (self.graphs is not None and self.graphs.fits(len(batch.seqs)) and not batch.slot_inits
+                and all(n == 1 for n in batch.num_tokens) and not any(s.adapter for s in batch.seqs)
+                and not any(s.params.prompt_logprobs is not None and s.num_computed_tokens < s.num_prompt_tokens - 1
+                            for s in batch.seqs))
+
     @torch.inference_mode()
     def execute(self, batch: ScheduledBatch) -> StepLogits:
         """Run the batch; return the sequences that reached their last token and their next-token logits."""
         seqs, num_tokens = batch.seqs, batch.num_tokens
+        if self._graph_step(batch):
+            assert self.graphs is not None
+            hidden = self.graphs.run(seqs)
+            last = [i for i, seq in enumerate(seqs) if seq.num_computed_tokens + 1 == len(seq)]
+            rows = torch.tensor(last, device=self.device)
+            return StepLogits([seqs[i] for i in last], self.model.compute_logits(hidden[rows]), [])
         self._init_slots(batch.slot_inits)
         ids: list[int] = []
         starts: list[int] = []
@@ -173,14 +204,13 @@ class ModelRunner:
         token_seq, positions = token_seq.to(dev), positions.to(dev)
         global_meta = self._metadata(seqs, num_tokens, cu, context_lens, token_seq, positions, sliding=False)
         sliding_meta = self._metadata(seqs, num_tokens, cu, context_lens, token_seq, positions, sliding=True)
-        snapshot_tokens = snapshot_blocks = None
+        snapshot = None
         if self.enable_prefix_caching:
             closes_block = ((positions + 1) % self.block_size == 0).nonzero().squeeze(1)
             if closes_block.numel():
-                snapshot_tokens = closes_block
-                snapshot_blocks = global_meta.slot_mapping[closes_block] // self.block_size
-        ctx = PagedContext(self.backend, positions, cu, torch.tensor([s.slot for s in seqs], device=dev),
-                           self.layers, global_meta, sliding_meta, snapshot_tokens, snapshot_blocks)
+                snapshot = (closes_block, global_meta.slot_mapping[closes_block] // self.block_size)
+        ctx = self.context(positions, cu, torch.tensor([s.slot for s in seqs], device=dev), global_meta, sliding_meta,
+                           snapshot)
         names = [seq.adapter for seq in seqs]
         use_adapters = self.adapters is not None and any(names)
         with self.adapters.activate(names, num_tokens) if use_adapters else nullcontext():
