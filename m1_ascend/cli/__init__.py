@@ -25,6 +25,7 @@ COMMANDS = [
     "mindie_adapter",
     "mindie_config",
     "openmind_register",
+    "selftest",
     "serve",
     "verify_weights",
 ]
