@@ -25,7 +25,9 @@ def test_sigterm_ends_in_flight_streams_cleanly(tiny_model_dir: Path, tmp_path: 
     port = free_port()
     config = tmp_path / "serve.yaml"
     audit = tmp_path / "audit.jsonl"
-    config.write_text(f"served-model-name: cli-tiny\nshutdown_grace_seconds: 1\naudit_log: {audit}\n")
+    # With decode graphs on (the NPU default; compiled here): the graph path serves and drains like the eager one.
+    config.write_text(f"served-model-name: cli-tiny\nshutdown_grace_seconds: 1\naudit_log: {audit}\n"
+                      "enforce-eager: false\nmax-num-seqs: 2\n")
     env = {**os.environ, "M1_ASCEND_API_KEY": "cli-key", "M1_ASCEND_PORT": str(port), "M1_ASCEND_DEVICE": "cpu"}
     command = [sys.executable, "-m", "m1_ascend", "serve", "--model", str(tiny_model_dir), "--config", str(config)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -59,6 +61,7 @@ def test_sigterm_ends_in_flight_streams_cleanly(tiny_model_dir: Path, tmp_path: 
             proc.wait()
     output = proc.stdout.read()
     assert "Shutting down" in output and "Traceback" not in output
+    assert "decode graphs: bucket 1 (2/2)" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=2)
     (record,) = [json.loads(line) for line in audit.read_text().splitlines()]

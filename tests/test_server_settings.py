@@ -20,6 +20,12 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
     assert settings.exposed and not settings.auth_enabled
 
 
+def test_enforce_eager_defaults_to_the_devices_choice() -> None:
+    assert load_settings({}, environ={}).enforce_eager is None
+    assert load_settings({}, environ={"M1_ASCEND_ENFORCE_EAGER": "false"}).enforce_eager is False
+    assert load_settings({"enforce_eager": True}, environ={"M1_ASCEND_ENFORCE_EAGER": "false"}).enforce_eager is True
+
+
 def test_json_config_file_and_defaults(tmp_path: Path) -> None:
     config = tmp_path / "serve.json"
     config.write_text('{"audit_log": "/var/log/m1/audit.jsonl", "enable_prefix_caching": false}')

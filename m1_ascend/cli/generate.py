@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", help="float32, bfloat16, float16 or auto (default: float32 on CPU, the "
                                         "checkpoint's dtype on NPU)")
     parser.add_argument("--block-size", type=int, default=128, help="KV cache block size in tokens (default 128)")
+    parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                        help="run every step eagerly (default: decode graphs on an NPU, eager on the CPU)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per prompt")
     parser.set_defaults(handler=run)
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, stop=args.stop,
                             seed=args.seed, ignore_eos=args.ignore_eos)
-    llm = LLM(model=args.model, device=args.device, dtype=args.dtype, block_size=args.block_size)
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype, block_size=args.block_size,
+              enforce_eager=args.enforce_eager)
     if args.chat:
         system = [{"role": "system", "content": args.system}] if args.system else []
         conversations = [[*system, {"role": "user", "content": text}] for text in args.prompt]

@@ -47,6 +47,8 @@ class ServerSettings(BaseModel):
     kv_cache_memory: int | None = Field(None, ge=1, description="bytes reserved for the KV cache; "
                                                                 "default: the engine's memory plan")
     enable_prefix_caching: bool = Field(True, description="reuse KV blocks of shared prompt prefixes")
+    enforce_eager: bool | None = Field(None, description="run every step eagerly (no decode graphs); default: "
+                                                         "graphs on an NPU, eager on the CPU")
     max_queue: int = Field(256, ge=0, description="requests allowed to wait beyond the max-num-seqs running ones; "
                                                   "more get 429")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After value sent with 429")

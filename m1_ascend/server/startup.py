@@ -50,7 +50,8 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     engine = LLMEngine(model=str(directory), device=settings.device, dtype=settings.dtype,
                        max_num_seqs=settings.max_num_seqs, max_num_batched_tokens=settings.max_num_batched_tokens,
                        block_size=settings.block_size, kv_cache_memory=settings.kv_cache_memory,
-                       enable_prefix_caching=settings.enable_prefix_caching, adapters=settings.lora_adapters)
+                       enable_prefix_caching=settings.enable_prefix_caching, adapters=settings.lora_adapters,
+                       enforce_eager=settings.enforce_eager)
     name = settings.served_model_name or (DEMO_MODEL_NAME if settings.model is None else directory.name)
     if name in settings.lora_adapters:
         raise ValueError(f"lora_adapters: adapter name {name!r} is the base model's id; rename the adapter")
