@@ -1,6 +1,6 @@
 """Graph-mode decode: the same greedy tokens as eager, no recompilation after warm-up, stale host values caught.
 
-CPU: ``torch.compile(fullgraph=True, dynamic=False)`` per bucket, run under
+CPU: ``torch.compile(fullgraph=True, dynamic=False)`` per bucket, run with its guards evaluated under
 ``torch.compiler.set_stance("fail_on_recompile")`` through a whole generation in which requests join
 and finish inside a bucket, the KV cache is too small (preemption), prompts are longer than the
 window and prefix caching snapshots the conv state. NPU: ACL graphs captured on the torch_npu
@@ -60,12 +60,36 @@ def test_compiled_decode_equals_eager_without_recompiling():
     want = serve(eager, prompts, max_tokens, arrivals)
     graph = LLMEngine(model, enforce_eager=False, **options)
     assert sorted(graph.runner.graphs.buckets) == [1, 2, 4]
-    with torch.compiler.set_stance("fail_on_recompile"):
-        got = serve(graph, prompts, max_tokens, arrivals)
+    graph.runner.graphs.skip_guards = False  # every step's guards evaluated: they hold, nothing recompiles
+    assert serve(graph, prompts, max_tokens, arrivals) == want
+    graph.runner.graphs.skip_guards = True  # as served: guards skipped after warm-up
+    got = serve(graph, prompts, max_tokens, arrivals)
     assert got == want
     assert graph.scheduler.num_preemptions > 0 and graph_steps(graph) > 10
     assert set(graph.runner.graphs.runs) >= {2, 4}  # batches of 3 padded to 4, and smaller ones
     assert graph.block_manager.all_free()
+
+
+@pytest.mark.slow_e2e  # ten compiles
+def test_more_buckets_than_dynamos_per_function_limit_and_guards_that_really_check():
+    """``max_num_seqs=64`` means 11 buckets: each its own compile region (dynamo allows 8 per function), and
+    with guards evaluated a changed input is refused rather than silently recompiled."""
+    model = tiny_model(num_hidden_layers=1)
+    sizes = list(range(1, 11))
+    engine = LLMEngine(model, block_size=BLOCK_SIZE, max_num_seqs=10, enforce_eager=False, decode_graph_sizes=sizes)
+    graphs = engine.runner.graphs
+    assert sorted(graphs.buckets) == sizes
+    prompts, max_tokens, arrivals = random_prompts([5] * 10), list(range(2, 12)), [0] * 10  # batches 10, 9, ..., 1
+    want = serve(LLMEngine(model, block_size=BLOCK_SIZE, max_num_seqs=10, enforce_eager=True), prompts, max_tokens,
+                 arrivals)
+    assert serve(engine, prompts, max_tokens, arrivals) == want and set(graphs.runs) == set(sizes)
+    graphs.skip_guards = False
+    bucket = graphs.buckets[1]
+    bucket.global_meta.block_tables = bucket.global_meta.block_tables[:, :1].clone()  # a shape the graph was not made for
+    engine.add_request("r", prompts[0], SamplingParams(temperature=0, max_tokens=3, ignore_eos=True))
+    engine.step()
+    with pytest.raises(Exception, match="fail_on_recompile|recompil"):
+        engine.step()
 
 
 def m1_shaped(seed: int = 0) -> BaichuanM1ForCausalLM:

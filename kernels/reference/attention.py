@@ -112,6 +112,7 @@ class TileBatch:
     k_pos: torch.Tensor  # int64 [n, num_keys]
     k_valid: torch.Tensor  # bool [n, num_keys]
     visible: torch.Tensor  # bool [n, 1, rows, num_keys]: keys each query sees, made once per step for every layer
+    sdpa_mask: torch.Tensor | None  # ``visible``, or None where every query sees every key (faster SDPA)
     hidden: torch.Tensor  # bool [n, 1, 1, rows, num_keys]: its complement, in the online softmax's layout
     out_rows: torch.Tensor  # int64: the flat query row of each real entry of the result, in result order
     real: torch.Tensor  # int64: where those real entries sit in the flattened ``[n * rows]`` result
@@ -181,7 +182,8 @@ def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int, wind
     visible |= ~visible.any(dim=-1, keepdim=True)  # rows that see nothing (empty padding rows): finite garbage
     real = q_valid.flatten().nonzero().squeeze(1)
     return TileBatch(q_index, q_valid, q_pos, blocks * block_size + safe_pos % block_size, k_pos, k_valid,
-                     visible[:, None], ~visible[:, None, None], q_index.flatten()[real], real)
+                     visible[:, None], None if bool(visible.all()) else visible[:, None], ~visible[:, None, None],
+                     q_index.flatten()[real], real)
 
 
 def plan_step(meta: PagedAttentionMetadata, window: int | None) -> StepPlan:
@@ -235,9 +237,11 @@ def _attend(queries: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.T
     flat_k = key_cache.view(-1, n_kv, head_dim)
     flat_v = value_cache.view(-1, n_kv, head_dim)
     if batch.num_keys <= KEY_TILE:  # one key tile (every decode step of a short context): one fused op
-        out = F.scaled_dot_product_attention(
-            queries.float().transpose(1, 2), flat_k[batch.k_slots].float().transpose(1, 2),
-            flat_v[batch.k_slots].float().transpose(1, 2), attn_mask=batch.visible, scale=scale, enable_gqa=True)
+        slots = batch.k_slots.flatten()
+        keys, values = (cache.index_select(0, slots).view(n, -1, n_kv, head_dim).float().transpose(1, 2)
+                        for cache in (flat_k, flat_v))
+        out = F.scaled_dot_product_attention(queries.float().transpose(1, 2), keys, values, attn_mask=batch.sdpa_mask,
+                                             scale=scale, enable_gqa=True)
         return out.transpose(1, 2)
     qg = queries.float().view(n, rows, n_kv, group, head_dim).permute(0, 2, 3, 1, 4)
     peak = torch.full((n, n_kv, group, rows), float("-inf"), device=queries.device)
