@@ -140,3 +140,22 @@ def test_a_step_that_does_not_refresh_the_lengths_is_caught(torch_npu_emulator, 
     engine.step()  # first replay: waits for an update that never comes
     with pytest.raises(Exception, match="would hang"):
         engine.step()
+
+
+@pytest.mark.npu_emulated
+def test_a_step_the_npu_cannot_capture_runs_eagerly_by_default_and_is_refused_on_demand(torch_npu_emulator, monkeypatch,
+                                                                                        caplog):
+    """Sliding layers kept off TND (M1_ASCEND_FIA_TND=0) decode in BSND with a host-built window bias."""
+    from m1_ascend.engine import llm_engine
+    from m1_ascend.kernels.npu import NpuBackend
+
+    def build(enforce_eager: bool | None) -> LLMEngine:
+        return LLMEngine(model=m1_shaped(), device="cpu", backend=NpuBackend(device="cpu", allow_tnd=False),
+                         block_size=128, max_num_seqs=2, enforce_eager=enforce_eager, dtype=torch.bfloat16)
+
+    with pytest.raises(ValueError, match="layer 1: sliding-window attention would decode in BSND.*M1_ASCEND_FIA_TND=0"):
+        build(False)
+    monkeypatch.setitem(llm_engine.EAGER_BY_DEFAULT, "cpu", False)  # the emulated NPU's default: graphs
+    with caplog.at_level("WARNING"):
+        engine = build(None)
+    assert engine.enforce_eager and engine.runner.graphs is None and "decode graphs off" in caplog.text

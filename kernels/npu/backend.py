@@ -84,6 +84,23 @@ class NpuBackend:
         """``torch_npu.npu``: the ACL-graph API (NPUGraph, graph, graph_pool_handle) decode graphs use."""
         return self._npu.npu
 
+    def capture_blocker(self, n_heads: int, n_kv_heads: int, head_dim: int, window: int | None, dtype: torch.dtype,
+                        block_size: int) -> str | None:
+        """Why a decode step's attention of this geometry cannot be captured into an ACL graph, or None.
+
+        Captured, it must be one FIA call over device tensors plus the host lengths ``update`` refreshes:
+        BSND with one query for global layers, TND for windowed ones (BSND decode builds its window
+        bias from host data, which a graph would freeze).
+        """
+        route = support.paged_attention_route(n_heads, n_kv_heads, head_dim, dtype, block_size, window,
+                                              prefill=False, allow_tnd=self.allow_tnd)
+        if not route.fused:
+            return f"paged attention runs as composed torch ops ({route.reason})"
+        if window is not None and not support.uses_tnd(head_dim, self.allow_tnd):
+            why = f"{TND_ENV}=0" if not self.allow_tnd else f"no TND layout for head_dim {head_dim}"
+            return f"sliding-window attention would decode in BSND with a host-built window bias ({why})"
+        return None
+
     def _use(self, route: Route) -> bool:
         """True when the fused kernel applies; remembers (and logs once) each composed fallback."""
         if not route.fused and route.op not in self.fallbacks:

@@ -54,6 +54,22 @@ def bucket_sizes(max_batch: int) -> list[int]:
     return sorted(sizes)
 
 
+def capture_blocker(runner: ModelRunner) -> str | None:
+    """Why this runner's decode step cannot run as a graph on its backend, or None.
+
+    The CPU reference always can (``torch.compile`` around its opaque attention op); an NPU backend
+    is asked per layer geometry (``NpuBackend.capture_blocker``).
+    """
+    check = getattr(runner.backend, "capture_blocker", None)
+    config = runner.model.config
+    for layer in range(config.num_hidden_layers) if check is not None else ():
+        window = config.sliding_window if config.is_sliding(layer) else None
+        reason = check(*config.layer_heads(layer), window, runner.dtype, runner.block_size)
+        if reason:
+            return f"layer {layer}: {reason}"
+    return None
+
+
 @dataclass
 class _Row:
     """Which sequence a buffer row holds, and how much of its tables is already written."""

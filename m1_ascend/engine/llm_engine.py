@@ -18,7 +18,7 @@ from ..finetune.adapters import AdapterBank
 from ..kernels import KernelBackend, get_backend, resolve_device
 from ..modeling import BaichuanM1ForCausalLM
 from .block_manager import BlockManager
-from .decode_graph import bucket_sizes
+from .decode_graph import bucket_sizes, capture_blocker
 from .detokenizer import IncrementalText
 from .errors import RequestRejected, StepFailed
 from .loader import load_model, load_tokenizer
@@ -115,6 +115,12 @@ class LLMEngine:
             self.adapters.add(name, path)
         self.runner = ModelRunner(self.model, backend, pools, block_size, enable_prefix_caching, self.adapters)
         self.enforce_eager = EAGER_BY_DEFAULT[self.device_name] if enforce_eager is None else enforce_eager
+        blocker = None if self.enforce_eager else capture_blocker(self.runner)
+        if blocker and enforce_eager is None:  # the device's default, not the caller's demand: say so and go eager
+            logger.warning("decode graphs off, every step runs eagerly: %s", blocker)
+            self.enforce_eager = True
+        elif blocker:
+            raise ValueError(f"enforce_eager=False, but decode steps cannot run as graphs here: {blocker}")
         if not self.enforce_eager:
             sizes = decode_graph_sizes or bucket_sizes(max_num_seqs)
             if min(sizes) < 1 or max(sizes) > max_num_seqs:
