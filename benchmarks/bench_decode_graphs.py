@@ -8,9 +8,10 @@ Two models (random weights, fp32, CPU, one torch thread):
 - ``bench``: hidden 1024, 8 layers (the engine benchmark's preset), where matmuls dominate.
 
 For each batch size, two engines serve the same prompts greedily: one eager, one with a decode
-graph for exactly that batch size (``decode_graph_sizes``). A step is timed once every request is
-decoding; the warm-up (compile) time of the graph engine is reported, and the greedy tokens of the
-two engines must be identical. Prints a table and the ratios; ``--json`` writes the numbers.
+graph for exactly that batch size (``decode_graph_sizes``). Once every request is decoding, their
+steps alternate (machine noise hits both alike) and the median step times are compared; the
+warm-up (compile) time of the graph engine is reported, and the greedy tokens of the two engines
+must be identical. Prints a table and the ratios; ``--json`` writes the numbers.
 Run ``python benchmarks/bench_decode_graphs.py`` (compiling costs tens of seconds per engine, less
 when torch's compile cache is warm).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -37,38 +39,55 @@ def build(name: str) -> BaichuanM1ForCausalLM:
         return BaichuanM1ForCausalLM(preset_config(preset, **overrides)).eval()
 
 
-def run(model: BaichuanM1ForCausalLM, batch: int, eager: bool, steps: int) -> tuple[float, float, list[list[int]]]:
-    """(warm-up seconds, ms per decode step, the tokens each request generated)."""
+def engine_for(model: BaichuanM1ForCausalLM, batch: int, eager: bool) -> tuple[LLMEngine, float]:
+    """An engine serving ``batch`` greedy requests, and its start-up (warm-up) seconds."""
     start = time.perf_counter()
     engine = LLMEngine(model, max_num_seqs=batch, enable_prefix_caching=False, enforce_eager=eager,
                        decode_graph_sizes=None if eager else [batch])
-    warm_up = time.perf_counter() - start
+    return engine, time.perf_counter() - start
+
+
+def run(model: BaichuanM1ForCausalLM, batch: int, steps: int) -> dict[str, float | bool]:
+    """Eager and graph engines decode the same requests, their steps interleaved (so machine noise hits both);
+    median step times, warm-up, and whether their greedy tokens are identical."""
+    engines = {"eager": engine_for(model, batch, True)[0]}
+    engines["graph"], warm_up = engine_for(model, batch, False)
     gen = torch.Generator().manual_seed(batch)
+    prompts = [torch.randint(3, model.config.vocab_size, (32,), generator=gen).tolist() for _ in range(batch)]
     params = SamplingParams(temperature=0, max_tokens=steps + 2, ignore_eos=True)
-    for i in range(batch):
-        engine.add_request(str(i), torch.randint(3, model.config.vocab_size, (32,), generator=gen).tolist(), params)
-    finished: dict[str, list[int]] = {}
+    finished: dict[str, dict[str, list[int]]] = {name: {} for name in engines}
+    times: dict[str, list[float]] = {name: [] for name in engines}
 
-    def step() -> None:
-        finished.update({out.request_id: out.token_ids for out in engine.step() if out.finished})
+    def step(name: str) -> None:
+        start = time.perf_counter()
+        outputs = engines[name].step()
+        times[name].append(time.perf_counter() - start)
+        finished[name].update({out.request_id: out.token_ids for out in outputs if out.finished})
 
-    while any(s.num_uncomputed_tokens > 1 for s in engine.scheduler.running) or engine.scheduler.waiting:
-        step()
-    step()  # every request has its first token: from here on, pure decode steps
-    start = time.perf_counter()
+    for name, engine in engines.items():
+        for i, prompt in enumerate(prompts):
+            engine.add_request(str(i), prompt, params)
+        while any(s.num_uncomputed_tokens > 1 for s in engine.scheduler.running) or engine.scheduler.waiting:
+            step(name)
+        step(name)  # every request has its first token: from here on, pure decode steps
+        times[name].clear()
     for _ in range(steps):
-        step()
-    step_ms = (time.perf_counter() - start) * 1e3 / steps
-    while engine.has_unfinished_requests():
-        step()
-    return warm_up, step_ms, [finished[str(i)] for i in range(batch)]
+        for name in engines:
+            step(name)
+    for name, engine in engines.items():
+        while engine.has_unfinished_requests():
+            step(name)
+    eager_ms, graph_ms = (statistics.median(times[name][:steps]) * 1e3 for name in engines)
+    same = [finished["eager"][str(i)] for i in range(batch)] == [finished["graph"][str(i)] for i in range(batch)]
+    return {"eager_ms": eager_ms, "graph_ms": graph_ms, "speedup": eager_ms / graph_ms, "warm_up_s": warm_up,
+            "identical_tokens": same}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--steps", type=int, default=20, help="decode steps timed (default 20)")
+    parser.add_argument("--steps", type=int, default=40, help="decode steps timed per engine (default 40)")
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -77,13 +96,10 @@ def main() -> None:
     for name in args.models:
         model = build(name)
         for batch in args.batches:
-            _, eager_ms, eager_tokens = run(model, batch, True, args.steps)
-            warm_up, graph_ms, graph_tokens = run(model, batch, False, args.steps)
-            same = eager_tokens == graph_tokens
-            rows.append({"model": name, "batch": batch, "eager_ms": eager_ms, "graph_ms": graph_ms,
-                         "speedup": eager_ms / graph_ms, "warm_up_s": warm_up, "identical_tokens": same})
-            print(f"{name:10s} {batch:5d} {eager_ms:9.2f} {graph_ms:9.2f} {eager_ms / graph_ms:7.2f}x {warm_up:9.1f} "
-                  f"{'identical' if same else 'DIFFERENT'}", flush=True)
+            row = {"model": name, "batch": batch, **run(model, batch, args.steps)}
+            rows.append(row)
+            print(f"{name:10s} {batch:5d} {row['eager_ms']:9.2f} {row['graph_ms']:9.2f} {row['speedup']:7.2f}x "
+                  f"{row['warm_up_s']:9.1f} {'identical' if row['identical_tokens'] else 'DIFFERENT'}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

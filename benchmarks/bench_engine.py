@@ -49,10 +49,13 @@ def make_prompts(count: int, mean_len: int, vocab: int, seed: int = 1) -> list[l
     return [torch.randint(3, vocab, (int(n),), generator=gen).tolist() for n in lengths]
 
 
-def engine_decode(model: BaichuanM1ForCausalLM, prompts: list[list[int]], new_tokens: int) -> tuple[float, list[int]]:
-    """(decode tokens/s with all requests in flight, token ids of the first request)."""
-    engine = LLMEngine(model, max_num_seqs=max(len(prompts), 1), max_num_batched_tokens=2048,
-                       enable_prefix_caching=False)
+def engine_decode(model: BaichuanM1ForCausalLM, prompts: list[list[int]], new_tokens: int,
+                  graphs: bool = False) -> tuple[float, list[int]]:
+    """(decode tokens/s with all requests in flight, token ids of the first request); ``graphs``: decode steps
+    as a compiled graph of exactly this batch (compiled before the clock starts)."""
+    batch = max(len(prompts), 1)
+    engine = LLMEngine(model, max_num_seqs=batch, max_num_batched_tokens=2048, enable_prefix_caching=False,
+                       enforce_eager=not graphs, decode_graph_sizes=[batch] if graphs else None)
     params = SamplingParams(temperature=0, max_tokens=new_tokens, ignore_eos=True)
     for i, prompt in enumerate(prompts):
         engine.add_request(str(i), prompt, params)
@@ -122,6 +125,8 @@ def plot(results: dict, path: Path) -> None:
     conc = results["concurrency"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(conc, results["engine_tok_s"], "o-", label="m1-ascend engine (continuous batching)")
+    if results["engine_graph_tok_s"]:
+        ax.plot(conc, results["engine_graph_tok_s"], "^-", label="m1-ascend engine, graph-mode decode")
     ax.plot(conc, results["hf_static_tok_s"], "s--", label="transformers generate, padded static batch")
     ax.plot(conc, [results["hf_single_tok_s"]] * len(conc), ":", label="transformers generate, one at a time")
     ax.set_xscale("log", base=2)
@@ -144,6 +149,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--plot", type=Path, default=Path("docs/bench_engine.png"), help="PNG output")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also run the engine with graph-mode decode (compiles one graph per concurrency)")
     args = parser.parse_args()
     prompt_len = args.prompt_len or (32 if args.quick else 128)
     new_tokens = args.new_tokens or (16 if args.quick else 64)
@@ -160,9 +167,10 @@ def main() -> None:
     hf_single = max(s for s, _ in singles)
     results: dict = {"concurrency": CONCURRENCY, "threads": args.threads, "prompt_len": prompt_len,
                      "new_tokens": new_tokens, "repeats": repeats, "hf_single_tok_s": hf_single, "engine_tok_s": [],
-                     "hf_static_tok_s": []}
+                     "hf_static_tok_s": [], "engine_graph_tok_s": []}
     print(f"\n{'concurrent':>10} {'engine tok/s':>13} {'HF static tok/s':>16} {'HF 1-at-a-time':>15} "
-          f"{'engine/HF single':>17} {'engine/HF static':>17}")
+          f"{'engine/HF single':>17} {'engine/HF static':>17}" + (f" {'graph tok/s':>12} {'graph/HF static':>16}"
+                                                                    if args.graphs else ""))
     same_tokens = True
     for c in CONCURRENCY:
         runs = [(engine_decode(model, prompts[:c], new_tokens), hf_decode(model, prompts[:c], new_tokens))
@@ -172,10 +180,16 @@ def main() -> None:
         same_tokens &= engine_ids == singles[0][1] == static_ids
         results["engine_tok_s"].append(engine_tps)
         results["hf_static_tok_s"].append(static_tps)
-        print(f"{c:>10} {engine_tps:>13.1f} {static_tps:>16.1f} {hf_single:>15.1f} "
-              f"{engine_tps / hf_single:>16.2f}x {engine_tps / static_tps:>16.2f}x", flush=True)
+        line = (f"{c:>10} {engine_tps:>13.1f} {static_tps:>16.1f} {hf_single:>15.1f} "
+                f"{engine_tps / hf_single:>16.2f}x {engine_tps / static_tps:>16.2f}x")
+        if args.graphs:
+            graph_tps, graph_ids = max(engine_decode(model, prompts[:c], new_tokens, graphs=True) for _ in range(repeats))
+            same_tokens &= graph_ids == engine_ids
+            results["engine_graph_tok_s"].append(graph_tps)
+            line += f" {graph_tps:>12.1f} {graph_tps / static_tps:>15.2f}x"
+        print(line, flush=True)
     results["greedy_tokens_identical"] = same_tokens
-    print(f"greedy tokens of request 0 identical across engine / HF single / HF static: {same_tokens}")
+    print(f"greedy tokens of request 0 identical across engine / HF single / HF static (/ graphs): {same_tokens}")
 
     window = model.config.sliding_window
     kv_len = 2 * window if args.quick else 8 * window
