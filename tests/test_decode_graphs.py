@@ -17,7 +17,7 @@ import torch
 from engine_testing import BLOCK_SIZE, assert_greedy_up_to_ties, kv_bytes_for, random_prompts, tiny_model
 
 from m1_ascend.config import preset_config
-from m1_ascend.engine import SamplingParams
+from m1_ascend.engine import SamplingParams, llm_engine
 from m1_ascend.engine.decode_graph import DecodeGraphs, bucket_sizes
 from m1_ascend.engine.llm_engine import LLMEngine
 from m1_ascend.modeling import BaichuanM1ForCausalLM
@@ -146,7 +146,6 @@ def test_a_step_that_does_not_refresh_the_lengths_is_caught(torch_npu_emulator, 
 def test_a_step_the_npu_cannot_capture_runs_eagerly_by_default_and_is_refused_on_demand(torch_npu_emulator, monkeypatch,
                                                                                         caplog):
     """Sliding layers kept off TND (M1_ASCEND_FIA_TND=0) decode in BSND with a host-built window bias."""
-    from m1_ascend.engine import llm_engine
     from m1_ascend.kernels.npu import NpuBackend
 
     def build(enforce_eager: bool | None) -> LLMEngine:

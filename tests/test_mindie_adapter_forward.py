@@ -75,7 +75,8 @@ def mindie(tmp_path: Path, torch_npu_emulator: object) -> Iterator[None]:
 
 def reference_logits(model: BaichuanM1ForCausalLM, tokens: list[int]) -> torch.Tensor:
     """The reference backend's own forward over the whole sequence (no cache, no paging)."""
-    return model(torch.tensor([tokens])).logits[0].float()
+    with torch.no_grad():
+        return model(torch.tensor([tokens])).logits[0].float()
 
 
 def assert_matches_reference(model: BaichuanM1ForCausalLM, request: Request, generated: Generated) -> None:
