@@ -145,7 +145,7 @@ class LLMEngine:
             raise GrammarError("structured output needs a tokenizer; this model directory has none")
         if self._grammar_compiler is None:
             self._grammar_compiler = GrammarCompiler(self.tokenizer, self.config.vocab_size,
-                                                     sorted(self.eos_token_ids))
+                                                     self.tokenizer.stop_token_ids)  # the tokenizer's eos first
         return self._grammar_compiler
 
     # -- requests ----------------------------------------------------------------------------

@@ -113,7 +113,9 @@ class GrammarCompiler:
         wrapper = llg.TokenizerWrapper(_VocabView([b"\xff" + b"<%d>" % i if t is None else t for i, t in
                                                    enumerate(table)], specials, tokenizer, stop_token_ids[0]))
         self._llg = llg
-        self.tokenizer = llg.LLTokenizer(wrapper, n_vocab=vocab_size, eos_token=list(stop_token_ids))
+        # The grammar ends with the first stop id, the tokenizer's eos (llguidance 1.6, the newest release with
+        # wheels for glibc 2.28 hosts such as Kylin V10 on Kunpeng, takes one).
+        self.tokenizer = llg.LLTokenizer(wrapper, n_vocab=vocab_size, eos_token=stop_token_ids[0])
         self.vocab_size = vocab_size
         self.stop_token_ids = frozenset(stop_token_ids)
         self.closing_scores = _closing_scores(table, stop_token_ids)
