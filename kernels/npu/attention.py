@@ -57,6 +57,19 @@ class PagedPlan:
     def max_q(self) -> int:
         return max(self.q_lens)
 
+    @functools.cached_property
+    def padded_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For BSND prefill: the flat token of each padded query row (clamped) and which rows are real.
+
+        Made on first use, so once per step for every layer, and never for decode (nothing to capture).
+        """
+        device = self.block_table.device
+        q_lens = torch.tensor(self.q_lens, device=device)[:, None]
+        starts = torch.tensor([0, *self.cu_q[:-1]], device=device)[:, None]
+        offsets = torch.arange(self.max_q, device=device)[None, :]
+        valid = offsets < q_lens
+        return torch.where(valid, starts + offsets, starts), valid
+
 
 def _window_starts(kv_lens: list[int], window: int | None) -> list[int]:
     return [max(0, n - window) if window else 0 for n in kv_lens]
@@ -80,15 +93,6 @@ def plan_paged(meta: PagedAttentionMetadata, window: int | None) -> PagedPlan:
         columns = torch.tensor(first_block, device=tables.device)[:, None] + torch.arange(width, device=tables.device)
         tables = torch.gather(tables, 1, columns.clamp(max=tables.shape[1] - 1))
     return PagedPlan(q_lens, cu[1:], kv_lens, _window_starts(kv_lens, window), tables.to(torch.int32).contiguous())
-
-
-def _padded_rows(plan: PagedPlan, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For BSND prefill: the flat token of each padded query row (clamped) and which rows are real."""
-    q_lens = torch.tensor(plan.q_lens, device=device)[:, None]
-    starts = torch.tensor([0, *plan.cu_q[:-1]], device=device)[:, None]
-    offsets = torch.arange(plan.max_q, device=device)[None, :]
-    valid = offsets < q_lens
-    return torch.where(valid, starts + offsets, starts), valid
 
 
 @functools.cache
@@ -133,7 +137,7 @@ def fia_paged_attention(npu: ModuleType, q: torch.Tensor, key_cache: torch.Tenso
             q.contiguous().view(n_tokens, 1, n_heads, head_dim), key_cache, value_cache, input_layout="BSND",
             pse_shift=_window_bias(plan, window, n_heads, block_size, q), **common)
         return out.view(n_tokens, n_heads, head_dim)
-    rows, valid = _padded_rows(plan, q.device)
+    rows, valid = plan.padded_rows
     out, _ = npu.npu_fused_infer_attention_score(
         q[rows].contiguous(), key_cache, value_cache, input_layout="BSND",
         actual_seq_lengths=plan.q_lens, **_band(window, q.device), **common)

@@ -15,6 +15,7 @@ import importlib.util
 
 import torch
 
+from ..library import register_fake
 from ..reference.conv_kv import conv_kv as reference_conv_kv
 
 QUALNAME = "m1_ascend::conv_kv"
@@ -33,9 +34,7 @@ def _conv_kv_fake(k: torch.Tensor, v: torch.Tensor, conv_k: torch.Tensor, conv_v
     return k.new_empty(k.shape), v.new_empty(v.shape)
 
 
-# torch >= 2.4 names it register_fake; torch 2.1-2.3 (openMind's environment) impl_abstract.
-_register_fake = getattr(torch.library, "register_fake", None) or torch.library.impl_abstract
-_register_fake(QUALNAME, lib=_library)(_conv_kv_fake)
+register_fake(QUALNAME, _library)(_conv_kv_fake)
 
 
 def load_extension() -> str | None:

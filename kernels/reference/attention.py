@@ -16,7 +16,7 @@ longest sequence:
   tile, so the scratch memory of one call is bounded whatever the context length: about
   ``MAX_PAIRS x heads x 8`` bytes of fp32 scores and probabilities (80 MiB for the 14B's 40-head
   layers), plus the gathered keys and values of one key tile. The step's plan (index and mask
-  tensors, shared by every layer) holds one bool per query-key pair of the step.
+  tensors, shared by every layer) holds at most two bools per query-key pair of the step.
 
 Inside a compiled decode graph (``torch.compile``) the paged path runs as one opaque operator,
 ``m1_ascend::reference_paged_attention``: its cost depends on lengths known only at run time, which
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..interface import PagedAttentionMetadata
+from ..library import register_fake
 from ..plan_cache import PlanCache
 
 QUERY_TILE = 128
@@ -107,13 +108,10 @@ class TileBatch:
 
     q_index: torch.Tensor  # int64 [n, rows]: flat query row (padding repeats a real row)
     q_valid: torch.Tensor  # bool [n, rows]
-    q_pos: torch.Tensor  # int64 [n, rows]
     k_slots: torch.Tensor  # int64 [n, num_keys]: cache slot of each key (padding: a real slot)
-    k_pos: torch.Tensor  # int64 [n, num_keys]
     k_valid: torch.Tensor  # bool [n, num_keys]
-    visible: torch.Tensor  # bool [n, 1, rows, num_keys]: keys each query sees, made once per step for every layer
-    sdpa_mask: torch.Tensor | None  # ``visible``, or None where every query sees every key (faster SDPA)
-    hidden: torch.Tensor  # bool [n, 1, 1, rows, num_keys]: its complement, in the online softmax's layout
+    sdpa_mask: torch.Tensor | None  # bool [n, 1, rows, num_keys]: keys each query sees (None: all of them)
+    hidden: torch.Tensor  # bool [n, 1, 1, rows, num_keys]: the keys it does not see, in the online softmax's layout
     out_rows: torch.Tensor  # int64: the flat query row of each real entry of the result, in result order
     real: torch.Tensor  # int64: where those real entries sit in the flattened ``[n * rows]`` result
 
@@ -181,8 +179,8 @@ def _batch(tiles: list[_Tile], block_tables: torch.Tensor, block_size: int, wind
     visible = visibility_mask(q_pos, k_pos, k_valid, window)
     visible |= ~visible.any(dim=-1, keepdim=True)  # rows that see nothing (empty padding rows): finite garbage
     real = q_valid.flatten().nonzero().squeeze(1)
-    return TileBatch(q_index, q_valid, q_pos, blocks * block_size + safe_pos % block_size, k_pos, k_valid,
-                     visible[:, None], None if bool(visible.all()) else visible[:, None], ~visible[:, None, None],
+    return TileBatch(q_index, q_valid, blocks * block_size + safe_pos % block_size, k_valid,
+                     None if bool(visible.all()) else visible[:, None], ~visible[:, None, None],
                      q_index.flatten()[real], real)
 
 
@@ -306,8 +304,7 @@ _library.define("reference_paged_attention(Tensor q, Tensor k, Tensor v, Tensor(
                 "Tensor cu_seqlens_q, Tensor context_lens, Tensor block_tables, Tensor slot_mapping, Tensor epoch, "
                 "int block_size, int window, float scale) -> Tensor")
 _library.impl("reference_paged_attention", _paged_attention_kernel, "CPU")
-(getattr(torch.library, "register_fake", None) or torch.library.impl_abstract)(
-    "m1_ascend::reference_paged_attention", lib=_library)(_paged_attention_fake)
+register_fake("m1_ascend::reference_paged_attention", _library)(_paged_attention_fake)
 
 
 def paged_attention(

@@ -61,8 +61,10 @@ def capture_blocker(runner: ModelRunner) -> str | None:
     is asked per layer geometry (``NpuBackend.capture_blocker``).
     """
     check = getattr(runner.backend, "capture_blocker", None)
+    if check is None:
+        return None
     config = runner.model.config
-    for layer in range(config.num_hidden_layers) if check is not None else ():
+    for layer in range(config.num_hidden_layers):
         window = config.sliding_window if config.is_sliding(layer) else None
         reason = check(*config.layer_heads(layer), window, runner.dtype, runner.block_size)
         if reason:
@@ -83,8 +85,8 @@ class _Row:
 class DecodeInputs:
     """The persistent tensors a decode step reads, for up to ``max_batch`` rows, and their host mirrors.
 
-    On an NPU each buffer has a pinned host mirror copied over once per step; on the CPU the mirror is
-    the buffer. ``trim_window`` writes sliding-window tables from the window's first block (what the
+    On an NPU each buffer has a host mirror copied over once per step; on the CPU the mirror is the
+    buffer. ``trim_window`` writes sliding-window tables from the window's first block (what the
     NPU kernels read); otherwise their columns are absolute block positions (what the reference reads).
     """
 
@@ -111,8 +113,7 @@ class DecodeInputs:
                   "sliding_tables": ((self.max_batch, self.sliding_cols), torch.int32),
                   "cu_seqlens": ((self.max_batch + 1,), torch.int32)}
         on_cpu = self.device.type == "cpu"
-        mirrors = {name: torch.zeros(shape, dtype=dtype, pin_memory=not on_cpu and torch.cuda.is_available())
-                   for name, (shape, dtype) in shapes.items()}
+        mirrors = {name: torch.zeros(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()}
         self.host = {name: tensor.numpy() for name, tensor in mirrors.items()}
         self.device_buffers = mirrors if on_cpu else {name: t.to(self.device) for name, t in mirrors.items()}
         self._mirrors = mirrors
@@ -179,7 +180,7 @@ class DecodeInputs:
     def sync(self) -> None:
         if self.device.type != "cpu":
             for name, buffer in self.device_buffers.items():
-                buffer.copy_(self._mirrors[name], non_blocking=True)
+                buffer.copy_(self._mirrors[name])
 
     def view(self, name: str, rows: int) -> torch.Tensor:
         return self.device_buffers[name][:rows]
