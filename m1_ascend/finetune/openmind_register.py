@@ -18,16 +18,14 @@ registering again puts the entries back.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic_write import write_text_atomic
+from ..installed_package import dist_info_version, package_dir
 from .openmind_template import OPENMIND_TEMPLATE, TEMPLATE_NAME
 from .recipe import LORA_TARGETS
 
@@ -74,14 +72,13 @@ def locate_openmind(root: str | Path | None = None) -> OpenMindInstall:
     Found without importing it: importing openMind patches transformers.
     """
     if root is None:
-        spec = importlib.util.find_spec("openmind")
-        if spec is None or not spec.submodule_search_locations:
+        package = package_dir("openmind")
+        if package is None:
             raise RegisterError("openMind is not installed in this Python; run this with openMind's Python, "
                                 "or pass --openmind-root DIR")
-        package_dir = Path(next(iter(spec.submodule_search_locations))).resolve()
     else:
-        package_dir = _find_package(Path(root).expanduser().resolve())
-    return OpenMindInstall(package_dir, _version(package_dir), _layout_problems(package_dir))
+        package = _find_package(Path(root).expanduser().resolve())
+    return OpenMindInstall(package, dist_info_version(package, "openmind"), _layout_problems(package))
 
 
 def _find_package(root: Path) -> Path:
@@ -93,14 +90,6 @@ def _find_package(root: Path) -> Path:
         raise RegisterError(f"no openMind under {root}: looked for flow/configs/{MODELS_FILE} in it, in "
                             "openmind/ and in lib/python3*/site-packages/openmind/")
     return found[0]
-
-
-def _version(package_dir: Path) -> str | None:
-    for metadata in sorted(package_dir.parent.glob("openmind-*.dist-info/METADATA")):
-        match = re.search(r"^Version:\s*(\S+)", metadata.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            return match.group(1)
-    return None
 
 
 def _layout_problems(package_dir: Path) -> list[str]:
@@ -137,15 +126,7 @@ def _read(configs: Path) -> tuple[dict[str, Any], list[Any]]:
 def _write_json(path: Path, data: Any) -> None:
     """Replace ``path`` atomically, keeping its permissions."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=4, ensure_ascii=False) + "\n", mode)
 
 
 def read_manifest(install: OpenMindInstall) -> dict[str, Any] | None:

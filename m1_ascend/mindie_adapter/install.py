@@ -17,7 +17,6 @@ The installed files are shims that import this package, named as MindIE's discov
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..installed_package import dist_info_version
+from ..installed_package import package_dir as installed_package_dir
 from . import ADAPTER_API, MODEL_TYPE
 
 MANIFEST = ".m1_ascend_manifest.json"
@@ -81,10 +82,6 @@ class MindIEInstall:
     def target_dir(self) -> Path:
         return self.models_dir / MODEL_TYPE
 
-    @property
-    def supported(self) -> bool:
-        return self.models_dir.is_dir() and not self.missing_contract
-
     def refusal(self) -> str | None:
         """Why the adapter cannot go into this MindIE, or None."""
         found = f"MindIE-LLM {self.version or '(version unknown)'} at {self.package_dir}"
@@ -99,16 +96,15 @@ class MindIEInstall:
 def locate_mindie(root: str | Path | None) -> MindIEInstall:
     """Find the ``mindie_llm`` package in or under ``root`` (default: the one this Python imports)."""
     if root is None:
-        spec = importlib.util.find_spec("mindie_llm")
-        if spec is None or not spec.submodule_search_locations:
+        package_dir = installed_package_dir("mindie_llm")
+        if package_dir is None:
             raise InstallError("MindIE-LLM is not importable from this Python; pass --mindie-root PATH")
-        package_dir = Path(next(iter(spec.submodule_search_locations))).resolve()
     else:
         root = Path(root).expanduser().resolve()
         if not root.is_dir():
             raise InstallError(f"--mindie-root {root} is not a directory")
         package_dir = _find_package(root)
-    version = _dist_info_version(package_dir) or _version_info(package_dir)
+    version = dist_info_version(package_dir, "mindie_llm") or _version_info(package_dir)
     missing = [f"{rel} ({symbol})" for rel, symbol in CONTRACT if not _defines(package_dir / rel, symbol)]
     return MindIEInstall(package_dir, version, missing)
 
@@ -130,14 +126,6 @@ def _find_package(root: Path) -> Path:
     if len(found) > 1:
         raise InstallError(f"several MindIE-LLM packages under {root}: {', '.join(map(str, found))}; pass one of them")
     return found[0]
-
-
-def _dist_info_version(package_dir: Path) -> str | None:
-    for metadata in sorted(package_dir.parent.glob("mindie_llm-*.dist-info/METADATA")):
-        match = re.search(r"^Version:\s*(\S+)", metadata.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            return match.group(1)
-    return None
 
 
 def _version_info(package_dir: Path) -> str | None:
@@ -253,8 +241,7 @@ def uninstall(mindie: MindIEInstall) -> list[Path]:
 def status(mindie: MindIEInstall) -> list[str]:
     """Human-readable lines: where MindIE is, whether it is supported, the state of our install."""
     lines = [f"MindIE-LLM: {mindie.package_dir} (version {mindie.version or 'unknown'})"]
-    spec = importlib.util.find_spec("mindie_llm")
-    here = spec is not None and Path(next(iter(spec.submodule_search_locations or [""]))).resolve() == mindie.package_dir
+    here = installed_package_dir("mindie_llm") == mindie.package_dir
     lines.append("python: " + ("this Python runs this MindIE, so the shims can import m1_ascend" if here else
                                "this Python does not import this MindIE: make sure m1-ascend is installed in MindIE's Python"))
     reason = mindie.refusal()
