@@ -124,6 +124,7 @@ class M1Tokenizer:
                 specials[token_id] = token
                 by_text[token] = token_id
         self._specials = specials
+        self._token_bytes: dict[int, tuple[bytes | None, ...]] = {}
         self._special_ids = by_text
         self.role_token_ids: dict[str, int] = {token: by_text[token] for token in ROLE_TOKENS}
         self._special_pattern = re.compile("|".join(re.escape(t) for t in sorted(by_text, key=len, reverse=True)))
@@ -211,12 +212,18 @@ class M1Tokenizer:
             ids += byte_ids if self._sp.unk_id() not in byte_ids else [self._sp.unk_id()]
         return ids
 
-    def token_bytes(self, vocab_size: int) -> list[bytes | None]:
+    def token_bytes(self, vocab_size: int) -> tuple[bytes | None, ...]:
         """The UTF-8 bytes each id adds to decoded text; None for special ids and ids beyond the pieces.
 
         Grammar masks are built from this (structured output), so they follow the real vocabulary:
-        ``▁`` is a space and byte-fallback pieces ``<0xNN>`` are that one byte.
+        ``▁`` is a space and byte-fallback pieces ``<0xNN>`` are that one byte. Built once per
+        ``vocab_size`` (a 133k vocabulary takes about 0.2 s) and shared by every caller.
         """
+        if vocab_size not in self._token_bytes:
+            self._token_bytes[vocab_size] = self._build_token_bytes(vocab_size)
+        return self._token_bytes[vocab_size]
+
+    def _build_token_bytes(self, vocab_size: int) -> tuple[bytes | None, ...]:
         sp = self._sp
         table: list[bytes | None] = []
         for token_id in range(vocab_size):
@@ -226,7 +233,7 @@ class M1Tokenizer:
                 table.append(bytes([int(sp.id_to_piece(token_id)[3:5], 16)]))
             else:
                 table.append(sp.id_to_piece(token_id).replace("\u2581", " ").encode("utf-8"))
-        return table
+        return tuple(table)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; ids outside the vocabulary (a model may be wider) are dropped."""

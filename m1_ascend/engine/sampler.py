@@ -78,7 +78,7 @@ class Sampler:
         logits = logits.float()
         wants = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
         raw = torch.log_softmax(logits[wants], dim=-1) if wants else None
-        logits = self._process(logits.clone() if wants else logits, seqs)
+        logits = self._process(logits, seqs)  # raw is already its own tensor (indexed copy)
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
         if sampled:
@@ -101,8 +101,9 @@ class Sampler:
         """Every logit processor, in place on ``logits`` (fp32 ``[rows, vocab]``)."""
         params = [s.params for s in seqs]
         apply_repetition_penalty(logits, [s.token_ids for s in seqs], [p.repetition_penalty for p in params])
-        apply_openai_penalties(logits, [s.output_token_ids for s in seqs], [p.presence_penalty for p in params],
-                               [p.frequency_penalty for p in params])
+        if any(p.presence_penalty or p.frequency_penalty for p in params):  # outputs are copied: only when needed
+            apply_openai_penalties(logits, [s.output_token_ids for s in seqs], [p.presence_penalty for p in params],
+                                   [p.frequency_penalty for p in params])
         vocab = logits.shape[1]
         for i, p in enumerate(params):
             if p.logit_bias:

@@ -78,7 +78,7 @@ def _import_llguidance() -> Any:
     return llguidance
 
 
-def _closing_scores(table: list[bytes | None], stop_ids: Sequence[int]) -> np.ndarray:
+def _closing_scores(table: Sequence[bytes | None], stop_ids: Sequence[int]) -> np.ndarray:
     """Lower closes sooner: stop ids, pure closers, separators, short literals, then the rest (shorter first)."""
     scores = np.empty(len(table), dtype=np.int64)
     for token_id, text in enumerate(table):

@@ -35,10 +35,12 @@ from .models import ModelRegistry, ServedModel
 from .protocol import (
     IGNORED_FIELDS_HEADER,
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     DetokenizeRequest,
     GenerationRequest,
     TokenizeRequest,
+    Tool,
     model_card,
 )
 from .responses import ChatFormat, CompletionFormat, ResponseFormat, TokenTexts
@@ -78,6 +80,8 @@ class ServerState:
             logger.error("%s", self.load_error)
             self.on_fatal(self.load_error)
             return
+        # Each id's text for logprobs and echo, built here rather than on the event loop by a first request.
+        self.token_texts = await asyncio.to_thread(TokenTexts, loaded.engine.tokenizer, loaded.engine.config.vocab_size)
         engine = AsyncEngine(loaded.engine, self.metrics, self.settings.max_num_seqs, self.settings.max_queue)
         engine.start()
         self.metrics.engine_stall.set_function(engine.stall_seconds)
@@ -195,11 +199,18 @@ def _tokenizer(state: ServerState) -> Any:
 
 
 def _token_texts(state: ServerState) -> TokenTexts:
-    assert state.loaded is not None
-    if state.token_texts is None:
-        engine = state.loaded.engine
-        state.token_texts = TokenTexts(engine.tokenizer, engine.config.vocab_size)
+    assert state.token_texts is not None  # set by load() before the server is ready
     return state.token_texts
+
+
+def _chat_ids(state: ServerState, messages: list[ChatMessage], tools: list[Tool] | None,
+              add_generation_prompt: bool = True) -> list[int]:
+    """The prompt ids of a chat, as /v1/chat/completions and /tokenize build it; bad messages are a 400."""
+    try:
+        return _tokenizer(state).apply_chat_template(template_messages(messages, tools),
+                                                     add_generation_prompt=add_generation_prompt)
+    except ValueError as exc:  # wrong role order, template failure: the message names the message index
+        raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
 
 
 async def _compile(state: ServerState, grammar: GrammarSpec | None, param: str) -> GrammarSpec | None:
@@ -274,10 +285,7 @@ async def chat_completions(request: Request) -> Response:
     body, served = await parse_body(request, ChatCompletionRequest, state)
     tool_choice = body.effective_tool_choice
     tools = body.tools if tool_choice != "none" else None
-    try:
-        prompt_ids = _tokenizer(state).apply_chat_template(template_messages(body.messages, tools))
-    except ValueError as exc:  # wrong role order, template failure: the message names the message index
-        raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
+    prompt_ids = _chat_ids(state, body.messages, tools)
     if tools is not None and (grammar := tool_grammar(tools, tool_choice, body.parallel_tool_calls is not False)):
         grammar = await _compile(state, grammar, "tools")
     else:
@@ -299,9 +307,11 @@ async def completions(request: Request) -> Response:
     params = [build_sampling_params(body, len(p), served.max_model_len, "prompt", logprobs=body.num_logprobs,
                                     prompt_logprobs=prompt_logprobs) for p in prompts]
     texts = _token_texts(state)
-    prompt_texts = [p if isinstance(p, str) else "".join(texts.text(t) for t in p) for p in body.prompts]
-    fmt = CompletionFormat(request.state.request_id, body.model, texts, body.num_logprobs, echo,
-                           [t for t in prompt_texts for _ in range(body.num_choices)])
+    echoed = None  # the prompts' texts, only needed to echo them
+    if echo:
+        prompt_texts = [p if isinstance(p, str) else "".join(texts.text(t) for t in p) for p in body.prompts]
+        echoed = [t for t in prompt_texts for _ in range(body.num_choices)]
+    fmt = CompletionFormat(request.state.request_id, body.model, texts, body.num_logprobs, echo, echoed)
     return await _generate(request, state, body, served, prompts, params, fmt, "prompt")
 
 
@@ -310,15 +320,10 @@ async def tokenize(request: Request) -> dict[str, Any]:
     """vLLM's tokenizer endpoint: the ids a prompt or a chat becomes (the chat as /v1/chat/completions builds it)."""
     state = ready_state(request)
     body, served = await parse_body(request, TokenizeRequest, state)
-    tokenizer = _tokenizer(state)
     if body.messages is not None:
-        try:
-            ids = tokenizer.apply_chat_template(template_messages(body.messages, None),
-                                                add_generation_prompt=body.add_generation_prompt is not False)
-        except ValueError as exc:
-            raise ApiError(400, f"Invalid messages: {exc}.", param="messages", code="invalid_messages") from None
+        ids = _chat_ids(state, body.messages, None, add_generation_prompt=body.add_generation_prompt is not False)
     else:
-        ids = tokenizer.encode(body.prompt)
+        ids = _tokenizer(state).encode(body.prompt)
     return {"count": len(ids), "max_model_len": served.max_model_len, "tokens": ids}
 
 

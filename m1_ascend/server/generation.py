@@ -11,6 +11,7 @@ once) or a cancelled handler.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def fan_out(prompts: list[list[int]], params: list[SamplingParams], n: int) -> l
         leader = len(choices)
         for j in range(n):
             seed = None if base.seed is None else (base.seed + j) % (SEED_MAX + 1)
-            own = SamplingParams(**{**base.__dict__, "seed": seed})
+            own = dataclasses.replace(base, seed=seed)
             choices.append(Choice(len(choices), prompt, own, None if j == 0 else leader))
     return choices
 

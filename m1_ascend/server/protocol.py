@@ -18,11 +18,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..engine.sampling_params import MAX_ABS_LOGIT_BIAS, MAX_ABS_PENALTY, MAX_LOGPROBS
 from .errors import ApiError
 
 MAX_STOP_STRINGS = 4
 MAX_N = 16
-MAX_CHAT_TOP_LOGPROBS = 20
+MAX_CHAT_TOP_LOGPROBS = MAX_LOGPROBS  # what the engine computes
 MAX_COMPLETION_LOGPROBS = 5
 SEED_MAX = 2**63 - 1
 IGNORED_FIELDS_HEADER = "X-M1-Ignored-Fields"
@@ -145,8 +146,8 @@ class GenerationRequest(_Strict):
     stop: list[str] | None = None
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     user: str | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-MAX_ABS_PENALTY, le=MAX_ABS_PENALTY, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-MAX_ABS_PENALTY, le=MAX_ABS_PENALTY, allow_inf_nan=False)
     logit_bias: dict[str, float] | None = None
     # vLLM extensions.
     top_k: int | None = Field(None, ge=-1)
@@ -172,7 +173,7 @@ class GenerationRequest(_Strict):
         for key, bias in (value or {}).items():
             if not key.isdigit():
                 raise ValueError(f"keys are token ids as strings, got {key[:20]!r}")
-            if not -100 <= bias <= 100:
+            if not -MAX_ABS_LOGIT_BIAS <= bias <= MAX_ABS_LOGIT_BIAS:
                 raise ValueError(f"biases are in [-100, 100], got {bias}")
         return value
 

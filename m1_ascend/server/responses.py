@@ -9,7 +9,7 @@ log-probabilities and tool calls.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..engine.outputs import RequestOutput, TokenLogprob
@@ -50,7 +50,6 @@ class ChoiceCursor:
     calls: int = 0
     mode: str | None = None  # chat with tools: "content" or "calls" once known
     echoed: bool = False
-    call_ids: list[str] = field(default_factory=list)
 
 
 class ResponseFormat:
