@@ -18,6 +18,7 @@ from m1_ascend.checkpoint import load_checkpoint, save_checkpoint
 from m1_ascend.config import preset_config
 from m1_ascend.demo import build_test_tokenizer_dir
 from m1_ascend.modeling import BaichuanM1ForCausalLM
+from m1_ascend.tokenizer import M1Tokenizer
 
 TINY_SEED = 1234
 # Small enough that the ~0.8 MB fp32 tiny model spreads over several shards, like the real one.
@@ -44,6 +45,12 @@ def single_cpu_thread() -> Iterator[None]:
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tokenizer.model`` + ``tokenizer_config.json`` with a vocabulary of 320 (the tiny preset's)."""
     return build_test_tokenizer_dir(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir: Path) -> M1Tokenizer:
+    """The tiny tokenizer (server tests override it with the served checkpoint's own)."""
+    return M1Tokenizer.from_pretrained(tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from m1_ascend.engine import SamplingParams
 from m1_ascend.engine.llm_engine import LLMEngine
 from m1_ascend.engine.sampler import apply_openai_penalties
 from m1_ascend.engine.structured_output import GrammarSpec
-from m1_ascend.tokenizer import M1Tokenizer
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["diagnosis", "severity", "codes"],
           "properties": {"diagnosis": {"type": "string"}, "severity": {"type": "integer", "minimum": 0},
@@ -27,11 +26,6 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["diagnos
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_dir):
-    return M1Tokenizer.from_pretrained(tokenizer_dir)
 
 
 def engine_for(model, **kwargs) -> LLMEngine:

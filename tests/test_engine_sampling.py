@@ -10,7 +10,6 @@ from m1_ascend.engine import SamplingParams
 from m1_ascend.engine.detokenizer import IncrementalText
 from m1_ascend.engine.llm_engine import LLMEngine
 from m1_ascend.engine.sampler import apply_repetition_penalty
-from m1_ascend.tokenizer import M1Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +91,6 @@ def test_stop_token_ids_and_eos(model, prompts):
     assert (out.token_ids, out.finish_reason) == (cut, "stop")
     out = run_to_end(engine_for(eos_model), prompts[:1], greedy())[0]
     assert (out.token_ids, out.finish_reason) == (reference, "length")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_dir):
-    return M1Tokenizer.from_pretrained(tokenizer_dir)
 
 
 def test_stop_string_ends_text_before_it(model, prompts, tokenizer):

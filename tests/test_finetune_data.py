@@ -23,11 +23,6 @@ from m1_ascend.tokenizer import M1Tokenizer
 SYSTEM = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_dir: Path) -> M1Tokenizer:
-    return M1Tokenizer.from_pretrained(tokenizer_dir)
-
-
 def trained_text(tokenizer: M1Tokenizer, labels: list[int]) -> str:
     return tokenizer.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=False)
 
