@@ -26,6 +26,8 @@ def _device_namespace() -> types.ModuleType:
     npu.is_available = lambda: True
     npu.device_count = lambda: 1
     npu.current_device = lambda: 0
+    # Signatures of torch_npu/npu/__init__.py (2.13.0): get_device_name(device_name=None) l.535,
+    # mem_get_info(device=None) -> (free, total) l.550; 64 GiB stands for a 910B's HBM.
     npu.get_device_name = lambda device_name=None: EMULATED_DEVICE_NAME
     npu.mem_get_info = lambda device=None: (64 * 2**30, 64 * 2**30)
     for name in ("NPUGraph", "graph", "graph_pool_handle", "is_current_stream_capturing", "synchronize", "Stream",

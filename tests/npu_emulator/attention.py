@@ -203,8 +203,10 @@ def fia_tiling_checks(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
                       **_: object) -> None:
     """FIA's host-side checks: from shapes and host lists only, so a graph update can run them.
 
-    On a device an update re-runs the operator's tiling with the new host values (aclnn errors
-    surface there), while the data in the captured tensors is only read when the graph replays.
+    On a device an update re-launches the recorded operator with the new host values
+    (``torch_npu/npu/graphs.py:585``, ``record.op_cache_entry(*record.args, **record.kwargs)`` on the
+    update stream), so its host-side tiling (and its errors) runs there, while the data in the
+    captured tensors is only read when the graph replays.
     """
     q_lens = int_list(FIA, "actual_seq_lengths", actual_seq_lengths)
     kv_lens = int_list(FIA, "actual_seq_lengths_kv", actual_seq_lengths_kv)
@@ -273,7 +275,8 @@ def npu_fused_infer_attention_score(
             visible = visible & ~explicit[b, :q_len, :kv_len]
         bias = None if pse_shift is None else pse_shift[b if pse_shift.shape[0] > 1 else 0, :, :q_len, :kv_len]
         outputs.append(_attend(queries[b], keys[b], values[b], visible, scale, bias).to(query.dtype))
-    return _assemble(outputs, query, input_layout, q_s), torch.zeros(1, dtype=torch.float32, device=query.device)
+    # softmax_lse_flag off (the only mode emulated): an empty lse, as the meta function returns.
+    return _assemble(outputs, query, input_layout, q_s), torch.zeros(0, dtype=torch.float32, device=query.device)
 
 
 def _assemble(outputs: list[torch.Tensor], query: torch.Tensor, layout: str, q_s: int) -> torch.Tensor:

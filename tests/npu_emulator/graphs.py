@@ -18,10 +18,14 @@ messages in ``torch_npu_facts.py``):
   ``update(cpu_update_input)`` replaces, record by record, the keyword arguments present at capture
   (a one-dict list is applied to every record; absent keys are ignored) and re-runs the op's
   host-side tiling checks with them (``fia_tiling_checks``), as the device's re-launch does.
-  On a device every recorded FIA waits for an event only ``update`` records, so a replay issued
-  before its update (MindIE's order) still runs with the new lengths: here replay stops before the
-  first record and ``update`` resumes it. A replay with no update would hang a device; here the
-  next replay raises instead.
+  On a device every recorded FIA waits for an event only ``update`` records (``graphs.py:466-469``
+  captures ``ExternalEvent.wait``/``reset`` before the op; ``update_capture_record`` re-launches the
+  op and records the event, ``graphs.py:585-587``), so a replay issued before its update (MindIE's
+  order) still runs with the new lengths: here replay stops before the first record and ``update``
+  resumes it. A replay with no update would hang a device; here the next replay raises instead.
+- Refused during capture, as ACL capture refuses them: the host touching device data (torch_npu's
+  ``assertNotCapturing`` / ``assertNotCapturingAclop`` checks in ``libtorch_npu.so``) and waiting on
+  the device. Lifecycle messages are the C++ ``NPUGraph``'s strings from ``libtorch_npu.so``.
 """
 
 from __future__ import annotations
@@ -284,14 +288,15 @@ class NPUGraph:
             self._updated = True
 
     def reset(self) -> None:
-        """Drop the captured graph; like the real one, keep ``graph_dispatch_records``."""
+        """Drop the captured graph; keep ``graph_dispatch_records`` (``graphs.py:642-645``: reset calls only
+        the C++ reset, which does not touch the Python dispatch mode's records)."""
         self._tape = []
         self._captured = False
         self._waiting_at = None
 
     def pool(self) -> object:
         if not self._captured:
-            raise RuntimeError("Called NPUGraph::pool without a preceding successful capture.")
+            raise RuntimeError("Called NPUGraph::pool() without a preceding successful capture.")
         return self
 
 

@@ -97,7 +97,8 @@ def npu_scatter_pa_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: t
             and slot_mapping.shape[0] == key.shape[0], op, "slot_mapping must be 1-D int32/int64, one slot per token")
     capacity = key_cache.shape[0] * key_cache.shape[1]
     slots = slot_mapping.long()
-    # The kernel skips slots < 0 (scatter_pa_kv_cache_normal.h; its doc asks for [0, N-1]): padding rows.
+    # The kernel skips slots < 0 (CANN ops source, hicann/ops-transformer scatter_pa_kv_cache_normal.h, per
+    # shared/spec/ascend-npu-ops.md's 2026-11-30 addendum; its doc asks for [0, N-1]): padding rows.
     written = slots >= 0
     slots = slots[written]
     require(bool((slots < capacity).all()), op, f"slots must lie in [0, {capacity - 1}] (or be < 0: skipped)")

@@ -54,7 +54,12 @@ def _infer_output(query: torch.Tensor, value: torch.Tensor, *, input_layout: str
                   quant_scale2: torch.Tensor | None = None, block_table: torch.Tensor | None = None,
                   num_heads: int = 1, num_key_value_heads: int = 0, softmax_lse_flag: bool = False,
                   query_rope: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Empty outputs shaped as FIA would return them for these arguments."""
+    """Empty outputs shaped as FIA would return them for these arguments.
+
+    Follows the meta function of FIA in ``torch_npu/op_plugin/meta/_meta_registrations.py``
+    (``npu_fused_infer_attention_score_forward``, l.2042): the query's shape with the value head dim,
+    BSH packing heads into the last dim; an empty lse (shape [0]) when ``softmax_lse_flag`` is off.
+    """
     n_kv = num_key_value_heads or num_heads
     packed = value.dim() == 3 and (block_table is not None or input_layout == "BSH")
     head_dim_v = value.shape[-1] // n_kv if packed else value.shape[-1]
@@ -62,7 +67,7 @@ def _infer_output(query: torch.Tensor, value: torch.Tensor, *, input_layout: str
         shape = (*query.shape[:2], num_heads * head_dim_v)
     else:  # TND [T, N, D], BSND [B, S, N, D], BNSD [B, N, S, D]: only the last dim changes
         shape = (*query.shape[:-1], head_dim_v)
-    return query.new_empty(shape), torch.empty(1, dtype=torch.float32, device=query.device)
+    return query.new_empty(shape), torch.empty(0, dtype=torch.float32, device=query.device)
 
 
 def _define() -> torch.library.Library:
