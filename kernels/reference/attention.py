@@ -260,7 +260,7 @@ def _attend(queries: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.T
     return out.permute(0, 3, 1, 2, 4).reshape(n, rows, n_heads, head_dim)
 
 
-def _paged_attention(
+def paged_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -270,6 +270,12 @@ def _paged_attention(
     window: int | None,
     scale: float,
 ) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # one opaque op in the graph; it comes back here when the graph runs
+        if meta.epoch_source is None:
+            raise RuntimeError("a compiled step needs metadata with an epoch_source (a Python epoch would be frozen)")
+        return torch.ops.m1_ascend.reference_paged_attention(
+            q, k, v, key_cache, value_cache, meta.cu_seqlens_q, meta.context_lens, meta.block_tables,
+            meta.slot_mapping, meta.epoch_source, meta.block_size, window or 0, scale)
     plan = _plans.get(meta, window)  # planned once per step and window, shared by every layer
     rows = (k, v) if plan.write_rows is None else (k[plan.write_rows], v[plan.write_rows])
     for cache, new in zip((key_cache, value_cache), rows, strict=True):
@@ -291,7 +297,7 @@ def _paged_attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k
                             block_size: int, window: int, scale: float) -> torch.Tensor:
     meta = PagedAttentionMetadata(cu_seqlens_q, context_lens, block_tables, slot_mapping, block_size, 0, 0,
                                   epoch_source=epoch)
-    return _paged_attention(q, k, v, key_cache, value_cache, meta, window or None, scale)
+    return paged_attention(q, k, v, key_cache, value_cache, meta, window or None, scale)
 
 
 def _paged_attention_fake(q: torch.Tensor, *args: object) -> torch.Tensor:
@@ -305,22 +311,3 @@ _library.define("reference_paged_attention(Tensor q, Tensor k, Tensor v, Tensor(
                 "int block_size, int window, float scale) -> Tensor")
 _library.impl("reference_paged_attention", _paged_attention_kernel, "CPU")
 register_fake("m1_ascend::reference_paged_attention", _library)(_paged_attention_fake)
-
-
-def paged_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_cache: torch.Tensor,
-    value_cache: torch.Tensor,
-    meta: PagedAttentionMetadata,
-    window: int | None,
-    scale: float,
-) -> torch.Tensor:
-    if torch.compiler.is_compiling():
-        if meta.epoch_source is None:
-            raise RuntimeError("a compiled step needs metadata with an epoch_source (a Python epoch would be frozen)")
-        return torch.ops.m1_ascend.reference_paged_attention(
-            q, k, v, key_cache, value_cache, meta.cu_seqlens_q, meta.context_lens, meta.block_tables,
-            meta.slot_mapping, meta.epoch_source, meta.block_size, window or 0, scale)
-    return _paged_attention(q, k, v, key_cache, value_cache, meta, window, scale)
